@@ -1,0 +1,1 @@
+"""The bus adapter: the only package that imports ``nats``."""

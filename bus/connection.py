@@ -1,0 +1,279 @@
+"""The signed bus: connect, seal and open messages, request/reply, JetStream in and out.
+
+Every message leaving through ``Bus`` is signed; every message arriving is verified against
+the roster before it is decoded. Refused messages are counted by reason, logged once each
+with subject and sender, and never retried (JetStream messages are terminated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext, api
+from nats.js.errors import FetchTimeoutError
+
+from schemas.commands import AnyReply, RejectCode, Rejected
+from schemas.ids import MessageId
+from schemas.roster import Identity, Role, Roster
+from schemas.wire import Refusal, Signer, Verifier, WireError
+
+log = logging.getLogger("skyport.bus")
+
+T = TypeVar("T")
+_reply_decoder = msgspec.json.Decoder(AnyReply)
+_encoder = msgspec.json.Encoder()
+
+
+class BusError(Exception):
+    """A bus operation failed (no responder, timeout, refused reply)."""
+
+
+class RequestTimeoutError(BusError):
+    """Nobody answered a request in time."""
+
+
+@dataclass(frozen=True)
+class Incoming(Generic[T]):
+    """A verified, decoded message."""
+
+    subject: str
+    sender: Identity
+    body: T
+
+
+@dataclass
+class Delivery(Generic[T]):
+    """A verified JetStream message with its acknowledgement handles."""
+
+    incoming: Incoming[T]
+    msg: Msg
+
+    @property
+    def pending(self) -> int:
+        """Messages left in the consumer after this one (0 means caught up)."""
+        return int(self.msg.metadata.num_pending)
+
+    @property
+    def stream_seq(self) -> int:
+        return int(self.msg.metadata.sequence.stream)
+
+    async def ack(self) -> None:
+        await self.msg.ack()
+
+    async def nak(self, delay: float | None = None) -> None:
+        await self.msg.nak(delay=delay)
+
+
+def _quiet_error_cb(component: str) -> Callable[[Exception], Awaitable[None]]:
+    async def error_cb(exc: Exception) -> None:
+        log.warning("%s: nats: %s", component, exc)
+
+    return error_cb
+
+
+class Bus:
+    """A signed connection for one component identity."""
+
+    def __init__(self, nc: Client, signer: Signer, roster: Roster, component: str) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.signer = signer
+        self.verifier = Verifier(roster)
+        self.component = component
+        self.refusals: Counter[str] = Counter()
+
+    @classmethod
+    async def connect(
+        cls, url: str, signer: Signer, roster: Roster, component: str, **opts: Any
+    ) -> Bus:
+        nc = await nats.connect(
+            url,
+            name=f"skyport-{component}",
+            error_cb=_quiet_error_cb(component),
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            **opts,
+        )
+        return cls(nc, signer, roster, component)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+    # -- sealing ---------------------------------------------------------------------------
+
+    def seal(self, subject: str, msg: msgspec.Struct) -> tuple[bytes, dict[str, str]]:
+        payload = _encoder.encode(msg)
+        return payload, self.signer.headers(subject, payload)
+
+    def open(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: Mapping[str, str] | None,
+        decoder: msgspec.json.Decoder[T],
+    ) -> Incoming[T]:
+        """Verify, then decode. Raises WireError (refused) or msgspec errors (malformed)."""
+        sender = self.verifier.verify(subject, payload, headers)
+        return Incoming(subject, sender, decoder.decode(payload))
+
+    def refuse(self, err: WireError | msgspec.MsgspecError, subject: str) -> Refusal:
+        reason = err.reason if isinstance(err, WireError) else Refusal.MALFORMED
+        self.refusals[reason.value] += 1
+        count = self.refusals[reason.value]
+        if count <= 10 or count % 1000 == 0:  # bounded: a flood must not flood the log
+            log.warning(
+                "%s refused message #%d (%s) on %s: %s",
+                self.component,
+                count,
+                reason.value,
+                subject,
+                err,
+            )
+        return reason
+
+    # -- core NATS ---------------------------------------------------------------------------
+
+    async def publish(self, subject: str, msg: msgspec.Struct) -> None:
+        payload, headers = self.seal(subject, msg)
+        await self.nc.publish(subject, payload, headers=headers)
+
+    async def request(self, subject: str, msg: msgspec.Struct, timeout: float = 10.0) -> AnyReply:
+        """Send a signed request; return core's verified reply."""
+        payload, headers = self.seal(subject, msg)
+        try:
+            raw = await self.nc.request(subject, payload, timeout=timeout, headers=headers)
+        except NatsTimeoutError as exc:
+            raise RequestTimeoutError(f"no reply on {subject} within {timeout} s") from exc
+        except nats.errors.NoRespondersError as exc:
+            raise RequestTimeoutError(f"nobody serves {subject}") from exc
+        try:
+            reply = self.open(raw.subject, raw.data, raw.headers, _reply_decoder)
+        except (WireError, msgspec.MsgspecError) as exc:
+            self.refuse(exc, raw.subject)
+            raise BusError(f"refused the reply to {subject}: {exc}") from exc
+        if reply.sender.role is not Role.CORE:
+            raise BusError(f"reply to {subject} not signed by core")
+        body: AnyReply = reply.body
+        return body
+
+    async def serve(
+        self,
+        subject: str,
+        queue: str,
+        decoder: msgspec.json.Decoder[T],
+        handler: Callable[[Incoming[T]], Awaitable[msgspec.Struct]],
+    ) -> Subscription:
+        """Answer requests on ``subject``; refused or malformed ones get a signed Rejected."""
+
+        async def on_msg(raw: Msg) -> None:
+            try:
+                incoming = self.open(raw.subject, raw.data, raw.headers, decoder)
+            except (WireError, msgspec.MsgspecError) as exc:
+                reason = self.refuse(exc, raw.subject)
+                code = (
+                    RejectCode.BAD_REQUEST
+                    if reason is Refusal.MALFORMED
+                    else RejectCode.NOT_ALLOWED
+                )
+                reply: msgspec.Struct = Rejected(to=MessageId(""), code=code, detail=str(exc))
+            else:
+                try:
+                    reply = await handler(incoming)
+                except Exception as exc:  # message-loop boundary: keep serving
+                    log.exception("%s: handler failed on %s", self.component, raw.subject)
+                    reply = Rejected(to=MessageId(""), code=RejectCode.INTERNAL, detail=str(exc))
+            if raw.reply:
+                await self.publish(raw.reply, reply)
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+
+    # -- JetStream ---------------------------------------------------------------------------
+
+    async def js_publish(self, subject: str, msg: msgspec.Struct, msg_id: str) -> int:
+        """Publish durably with ``Nats-Msg-Id`` de-duplication; return the stream sequence."""
+        payload, headers = self.seal(subject, msg)
+        headers["Nats-Msg-Id"] = msg_id
+        ack = await self.js.publish(subject, payload, headers=headers)
+        return int(ack.seq)
+
+    async def pull(
+        self,
+        stream: str,
+        durable: str,
+        filter_subject: str,
+        decoder: msgspec.json.Decoder[T],
+        batch: int = 256,
+        ack_wait: float = 30.0,
+    ) -> AsyncIterator[list[Delivery[T]]]:
+        """Yield batches from a durable pull consumer; refused messages are terminated."""
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            filter_subject=filter_subject,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=-1,
+            max_ack_pending=10_000,
+        )
+        sub = await self.js.pull_subscribe(filter_subject, durable, stream=stream, config=config)
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(batch, timeout=1.0)
+                except (FetchTimeoutError, NatsTimeoutError):
+                    continue
+                yield await self._verified(msgs, decoder)
+        finally:
+            await sub.unsubscribe()
+
+    async def _verified(
+        self, msgs: list[Msg], decoder: msgspec.json.Decoder[T]
+    ) -> list[Delivery[T]]:
+        out: list[Delivery[T]] = []
+        for raw in msgs:
+            try:
+                out.append(Delivery(self.open(raw.subject, raw.data, raw.headers, decoder), raw))
+            except (WireError, msgspec.MsgspecError) as exc:
+                self.refuse(exc, raw.subject)
+                await raw.term()
+        return out
+
+    async def replay(
+        self,
+        filter_subject: str,
+        decoder: msgspec.json.Decoder[T],
+        handler: Callable[[Delivery[T]], Awaitable[None]],
+        deliver_new_only: bool = False,
+    ) -> Subscription:
+        """Ordered, ephemeral push consumer over a stream from its start (or new messages)."""
+        policy = api.DeliverPolicy.NEW if deliver_new_only else api.DeliverPolicy.ALL
+
+        async def on_msg(raw: Msg) -> None:
+            try:
+                delivery = Delivery(self.open(raw.subject, raw.data, raw.headers, decoder), raw)
+            except (WireError, msgspec.MsgspecError) as exc:
+                self.refuse(exc, raw.subject)
+                return
+            try:
+                await handler(delivery)
+            except Exception:  # message-loop boundary: keep consuming
+                log.exception("%s: handler failed on %s", self.component, raw.subject)
+
+        return await self.js.subscribe(
+            filter_subject, cb=on_msg, ordered_consumer=True, deliver_policy=policy
+        )
+
+
+async def wait_closed(event: asyncio.Event) -> None:
+    await event.wait()

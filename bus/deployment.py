@@ -1,0 +1,132 @@
+"""The state directory of a deployment: where keys, roster, databases and runtime info live.
+
+Layout (all under the state directory, ``$SKYPORT_HOME`` or ``$XDG_DATA_HOME/skyport``)::
+
+    roster.json            public keys → identities (no secrets)
+    keys/<name>.seed       one nkey seed per identity, mode 0600
+    nats/                  nats-server config, JetStream store, its log
+    core/core.db           the event store (SQLite, WAL)
+    gates/<gate>/          a gate's work directories and run records
+    logs/<component>.log   component logs
+    deployment.json        what is running: NATS URL and PIDs (written by ``skyport up``)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from schemas.roster import Identity, Role, Roster
+from schemas.wire import Signer, new_user_seed
+
+
+class DeploymentError(Exception):
+    """The state directory is missing something a component needs."""
+
+
+class ComponentInfo(msgspec.Struct, kw_only=True):
+    name: str
+    pid: int
+    argv: list[str] = []
+
+
+class DeploymentInfo(msgspec.Struct, kw_only=True):
+    """The running deployment, as ``skyport up`` wrote it."""
+
+    nats_url: str
+    started_at: float
+    supervisor_pid: int
+    components: list[ComponentInfo] = []
+
+
+def default_home() -> Path:
+    env = os.environ.get("SKYPORT_HOME")
+    if env:
+        return Path(env).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "skyport"
+
+
+@dataclass(frozen=True)
+class StateDir:
+    root: Path
+
+    @property
+    def roster_path(self) -> Path:
+        return self.root / "roster.json"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.root / "nats"
+
+    @property
+    def core_db(self) -> Path:
+        return self.root / "core" / "core.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def info_path(self) -> Path:
+        return self.root / "deployment.json"
+
+    def gate_dir(self, gate: str) -> Path:
+        return self.root / "gates" / gate
+
+    def seed_path(self, name: str) -> Path:
+        return self.keys_dir / f"{name}.seed"
+
+    def read_info(self) -> DeploymentInfo | None:
+        try:
+            return msgspec.json.decode(self.info_path.read_bytes(), type=DeploymentInfo)
+        except FileNotFoundError:
+            return None
+        except msgspec.DecodeError as exc:
+            raise DeploymentError(f"{self.info_path} is damaged: {exc}") from exc
+
+    def write_info(self, info: DeploymentInfo) -> None:
+        tmp = self.info_path.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(info)))
+        tmp.replace(self.info_path)
+
+    def load_roster(self) -> Roster:
+        try:
+            return Roster.decode(self.roster_path.read_bytes())
+        except FileNotFoundError as exc:
+            raise DeploymentError(f"no roster at {self.roster_path}: run 'skyport up'") from exc
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DeploymentError(f"{self.roster_path} is damaged: {exc}") from exc
+
+    def load_signer(self, name: str) -> Signer:
+        path = self.seed_path(name)
+        try:
+            return Signer(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise DeploymentError(f"no key for {name!r} at {path}") from exc
+        except ValueError as exc:
+            raise DeploymentError(f"{path} is not an nkey user seed") from exc
+
+    def ensure_identity(self, name: str, role: Role) -> Identity:
+        """Create the key of ``name`` if missing and add it to the roster; return it."""
+        self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.seed_path(name)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(new_user_seed())
+        identity = Identity(name=name, role=role, key=self.load_signer(name).public_key)
+        roster = self.load_roster() if self.roster_path.exists() else Roster([])
+        if roster.get(identity.key) != identity:
+            others = [i for i in roster.identities() if i.name != name or i.role != role]
+            tmp = self.roster_path.with_suffix(".tmp")
+            tmp.write_bytes(Roster([*others, identity]).encode())
+            tmp.replace(self.roster_path)
+        return identity

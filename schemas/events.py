@@ -1,0 +1,100 @@
+"""Job events: the facts core records about a job, published on the job subjects. Pure.
+
+Every event is past tense, carries a human-readable ``detail`` and never changes shape: a
+field added later has a default, and old payloads in tests/data must still decode.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.ids import JobId, MessageId, PlanId, UserName
+from schemas.jobs import Allocation, FailReason, JobSpec, StagedOutput
+
+
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every job event; ``event_id`` is unique and is the JetStream message id."""
+
+    event_id: MessageId
+    job_id: JobId
+    at: float
+    detail: str = ""
+
+
+class JobSubmitted(JobEvent, frozen=True, kw_only=True, tag="job_submitted"):
+    owner: UserName
+    spec: JobSpec
+
+
+class JobHeld(JobEvent, frozen=True, kw_only=True, tag="job_held"):
+    by: UserName
+
+
+class JobReleased(JobEvent, frozen=True, kw_only=True, tag="job_released"):
+    by: UserName
+
+
+class JobScheduled(JobEvent, frozen=True, kw_only=True, tag="job_scheduled"):
+    attempt: int
+    allocation: Allocation
+    plan_id: PlanId
+
+
+class JobStagingIn(JobEvent, frozen=True, kw_only=True, tag="job_staging_in"):
+    attempt: int
+
+
+class JobStarted(JobEvent, frozen=True, kw_only=True, tag="job_started"):
+    attempt: int
+
+
+class JobStagingOut(JobEvent, frozen=True, kw_only=True, tag="job_staging_out"):
+    attempt: int
+    exit_code: int | None = None
+
+
+class JobCompleted(JobEvent, frozen=True, kw_only=True, tag="job_completed"):
+    attempt: int
+    exit_code: int = 0
+    outputs: tuple[StagedOutput, ...] = ()
+
+
+class JobFailed(JobEvent, frozen=True, kw_only=True, tag="job_failed"):
+    attempt: int
+    reason: FailReason
+    exit_code: int | None = None
+    outputs: tuple[StagedOutput, ...] = ()
+
+
+class JobStopRequested(JobEvent, frozen=True, kw_only=True, tag="job_stop_requested"):
+    """A cancel or requeue of a job that is on a gate: the gate is asked to stop it."""
+
+    attempt: int
+    by: UserName
+    requeue: bool = False
+
+
+class JobCancelled(JobEvent, frozen=True, kw_only=True, tag="job_cancelled"):
+    by: UserName
+    outputs: tuple[StagedOutput, ...] = ()
+
+
+class JobRequeued(JobEvent, frozen=True, kw_only=True, tag="job_requeued"):
+    by: UserName
+    restart_count: int
+
+
+AnyJobEvent = (
+    JobSubmitted
+    | JobHeld
+    | JobReleased
+    | JobScheduled
+    | JobStagingIn
+    | JobStarted
+    | JobStagingOut
+    | JobCompleted
+    | JobFailed
+    | JobStopRequested
+    | JobCancelled
+    | JobRequeued
+)

@@ -1,0 +1,93 @@
+"""The gate protocol on the bus: commands core sends to a gate, events a gate reports. Pure."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+from schemas.ids import GateName, JobId, MessageId, UserName
+from schemas.jobs import Allocation, FailReason, JobSpec, NodeShape, RunOutcome, StagedOutput
+
+
+class GateVerb(StrEnum):
+    START = "start"
+    STOP = "stop"
+
+
+class GateCommand(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of commands to one gate; delivered through a JetStream work queue."""
+
+    id: MessageId
+    at: float
+    job_id: JobId
+    attempt: int
+
+
+class StartRun(GateCommand, frozen=True, kw_only=True, tag="start_run"):
+    """Stage in, run the script on the allocation, stage out, report every step."""
+
+    owner: UserName
+    spec: JobSpec
+    allocation: Allocation
+    restart_count: int = 0
+
+
+class StopRun(GateCommand, frozen=True, kw_only=True, tag="stop_run"):
+    """SIGTERM the run, wait the grace period, SIGKILL; stage out what is there."""
+
+    reason: str = "cancel"
+    grace_s: float = 10.0
+
+
+AnyGateCommand = StartRun | StopRun
+
+GATE_VERB_OF: dict[type[GateCommand], GateVerb] = {
+    StartRun: GateVerb.START,
+    StopRun: GateVerb.STOP,
+}
+
+
+class GateEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of what a gate reports; ``event_id`` is unique and is the JetStream message id."""
+
+    event_id: MessageId
+    at: float
+    gate: GateName
+
+
+class GateCapacity(GateEvent, frozen=True, kw_only=True, tag="gate_capacity"):
+    """The nodes a gate has, sent at start and periodically (a heartbeat)."""
+
+    nodes: tuple[NodeShape, ...]
+    interval_s: float = 10.0
+
+
+class RunEvent(GateEvent, frozen=True, kw_only=True):
+    job_id: JobId
+    attempt: int
+    detail: str = ""
+
+
+class RunStagingIn(RunEvent, frozen=True, kw_only=True, tag="run_staging_in"):
+    pass
+
+
+class RunStarted(RunEvent, frozen=True, kw_only=True, tag="run_started"):
+    pass
+
+
+class RunStagingOut(RunEvent, frozen=True, kw_only=True, tag="run_staging_out"):
+    exit_code: int | None = None
+
+
+class RunEnded(RunEvent, frozen=True, kw_only=True, tag="run_ended"):
+    """The run is over and its outputs are staged out (as far as they could be)."""
+
+    outcome: RunOutcome
+    reason: FailReason | None = None
+    exit_code: int | None = None
+    outputs: tuple[StagedOutput, ...] = ()
+
+
+AnyGateEvent = GateCapacity | RunStagingIn | RunStarted | RunStagingOut | RunEnded

@@ -1,0 +1,237 @@
+"""Job value objects: the spec a user submits, states, reasons, allocations, summaries. Pure.
+
+Constraints live in the types (msgspec ``Meta``) and in ``__post_init__`` so that the same
+rules hold when a spec is built in Python and when one is decoded from the bus.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from schemas.ids import GateName, JobId, UserName
+
+KiB = 1024
+MAX_SCRIPT_BYTES = 512 * KiB
+MAX_NAME_CHARS = 255
+MAX_PATH_CHARS = 1024
+MAX_ENV_VARS = 512
+MAX_STAGED_FILES = 1000
+MAX_TIME_LIMIT_S = 366 * 24 * 3600
+
+Count = Annotated[int, Meta(ge=1, le=4096)]
+Nodes = Annotated[int, Meta(ge=1, le=1024)]
+Gpus = Annotated[int, Meta(ge=0, le=64)]
+MemoryMb = Annotated[int, Meta(ge=0, le=64 * 1024 * 1024)]
+Seconds = Annotated[int, Meta(ge=1, le=MAX_TIME_LIMIT_S)]
+Priority = Annotated[int, Meta(ge=-10_000, le=10_000)]
+JobName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+Script = Annotated[str, Meta(max_length=MAX_SCRIPT_BYTES)]
+
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+class StagedPathError(ValueError):
+    """A staged file name would leave the job's work directory or is not a plain name."""
+
+
+def check_relative_path(name: str) -> str:
+    """Return name if it is a safe path inside a work directory, else raise StagedPathError.
+
+    Refused: empty names, NUL bytes, absolute paths, backslashes, ``..`` components, names
+    that normalise to the directory itself, and over-long names. Symbolic links are checked
+    where the files are (by the gate), since only the file system knows them.
+    """
+    if not name or len(name) > MAX_PATH_CHARS:
+        raise StagedPathError(f"staged name must have 1-{MAX_PATH_CHARS} characters")
+    if "\x00" in name or "\\" in name:
+        raise StagedPathError(f"staged name {name!r} contains NUL or backslash")
+    if name.startswith("/"):
+        raise StagedPathError(f"staged name {name!r} is absolute")
+    parts = name.split("/")
+    if ".." in parts:
+        raise StagedPathError(f"staged name {name!r} contains '..'")
+    if posixpath.normpath(name) in (".", ""):
+        raise StagedPathError(f"staged name {name!r} names the work directory itself")
+    if any(len(p) > MAX_NAME_CHARS for p in parts):
+        raise StagedPathError(f"staged name {name!r} has a component over {MAX_NAME_CHARS} chars")
+    return posixpath.normpath(name)
+
+
+class JobState(StrEnum):
+    """Lifecycle states, named as Slurm users know them."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    PROVISIONING = "provisioning"
+    STAGING_IN = "staging_in"
+    RUNNING = "running"
+    STAGING_OUT = "staging_out"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE_STATES = frozenset(
+    {
+        JobState.SCHEDULED,
+        JobState.PROVISIONING,
+        JobState.STAGING_IN,
+        JobState.RUNNING,
+        JobState.STAGING_OUT,
+    }
+)
+
+
+class PendingReason(StrEnum):
+    """Why a pending job is not running yet."""
+
+    PRIORITY = "priority"
+    RESOURCES = "resources"
+    DEPENDENCY = "dependency"
+    BUDGET = "budget"
+    HELD = "held"
+
+
+class FailReason(StrEnum):
+    """Typed reason of a failed job."""
+
+    EXIT_CODE = "exit_code"
+    SIGNAL = "signal"
+    NODE_FAILURE = "node_failure"
+    PREEMPTED = "preempted"
+    PROVISIONING = "provisioning"
+    STAGING = "staging"
+    TIMEOUT = "timeout"
+    BUDGET = "budget"
+    LAUNCH = "launch"
+
+
+class RunOutcome(StrEnum):
+    """How one run of a job on a gate ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StagedInput(msgspec.Struct, frozen=True, kw_only=True):
+    """A file staged into the work directory: ``name`` there, ``obj`` in the object store."""
+
+    name: str
+    obj: Annotated[str, Meta(min_length=1, max_length=MAX_PATH_CHARS)]
+    size: Annotated[int, Meta(ge=0)]
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+
+    def __post_init__(self) -> None:
+        check_relative_path(self.name)
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a user asks for. Resources are per node; the script runs on the first node."""
+
+    script: Script
+    name: JobName = "job"
+    nodes: Nodes = 1
+    tasks_per_node: Count = 1
+    cpus_per_task: Count = 1
+    memory_mb_per_node: MemoryMb = 0
+    gpus_per_node: Gpus = 0
+    time_limit_s: Seconds = 3600
+    env: dict[str, Annotated[str, Meta(max_length=32 * KiB)]] = {}
+    inputs: tuple[StagedInput, ...] = ()
+    outputs: tuple[str, ...] = ()
+    gate: GateName | None = None
+    priority: Priority = 0
+
+    def __post_init__(self) -> None:
+        if len(self.env) > MAX_ENV_VARS:
+            raise ValueError(f"at most {MAX_ENV_VARS} environment variables")
+        for key in self.env:
+            if not _ENV_NAME_RE.fullmatch(key):
+                raise ValueError(f"invalid environment variable name {key!r}")
+            if key.startswith("SKYPORT_"):
+                raise ValueError(f"environment variable {key!r} is reserved")
+        if len(self.inputs) > MAX_STAGED_FILES or len(self.outputs) > MAX_STAGED_FILES:
+            raise ValueError(f"at most {MAX_STAGED_FILES} inputs and outputs")
+        names = [check_relative_path(i.name) for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError("two inputs have the same name")
+        for out in self.outputs:
+            check_relative_path(out)
+
+    @property
+    def cpus_per_node(self) -> int:
+        return self.tasks_per_node * self.cpus_per_task
+
+
+class NodeShape(msgspec.Struct, frozen=True, kw_only=True):
+    """One node a gate offers: a name unique in the gate and its resources."""
+
+    name: str
+    cpus: Annotated[int, Meta(ge=1)]
+    memory_mb: Annotated[int, Meta(ge=0)]
+    gpus: Annotated[int, Meta(ge=0)] = 0
+    host: str = "localhost"
+
+
+class NodeAllocation(msgspec.Struct, frozen=True, kw_only=True):
+    """The share of one node given to a job."""
+
+    node: str
+    host: str
+    cpus: int
+    memory_mb: int
+    gpus: tuple[int, ...] = ()
+
+
+class Allocation(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one attempt of a job runs: a gate and one share per node (rank order)."""
+
+    gate: GateName
+    nodes: tuple[NodeAllocation, ...]
+
+
+class StagedOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """A file a run staged out: its name in the work directory and its object key."""
+
+    name: str
+    obj: str
+    size: int
+    sha256: str
+
+
+class JobSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of a job listing."""
+
+    job_id: JobId
+    owner: UserName
+    name: str
+    state: JobState
+    reason: str = ""
+    detail: str = ""
+    gate: GateName | None = None
+    nodes: int = 1
+    priority: int = 0
+    restart_count: int = 0
+    exit_code: int | None = None
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+class Transition(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a job's history: the event, the state after it, reason and detail."""
+
+    seq: int
+    at: float
+    event: str
+    state: JobState
+    reason: str = ""
+    detail: str = ""

@@ -1,0 +1,181 @@
+"""Every subject, stream and bucket name of Sky Port. The only place subjects are spelled.
+
+Variable tokens (owner, job id, gate, verb, tag) are validated with ``check_token`` so that
+no value can add a token or a wildcard to a subject.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import NamedTuple
+
+from schemas.commands import (
+    AnyCommand,
+    CancelJob,
+    GetJob,
+    HoldJob,
+    ListJobs,
+    PlaceJobs,
+    ReleaseJob,
+    RequeueJob,
+    SubmitJob,
+)
+from schemas.ids import check_token
+
+ROOT = "skyport.v1"
+
+
+class CoreVerb(StrEnum):
+    SUBMIT = "submit"
+    CANCEL = "cancel"
+    REQUEUE = "requeue"
+    HOLD = "hold"
+    RELEASE = "release"
+    PLACE = "place"
+
+
+class CoreQueryName(StrEnum):
+    JOBS = "jobs"
+    JOB = "job"
+
+
+VERB_OF: dict[type[AnyCommand], CoreVerb] = {
+    SubmitJob: CoreVerb.SUBMIT,
+    CancelJob: CoreVerb.CANCEL,
+    RequeueJob: CoreVerb.REQUEUE,
+    HoldJob: CoreVerb.HOLD,
+    ReleaseJob: CoreVerb.RELEASE,
+    PlaceJobs: CoreVerb.PLACE,
+}
+QUERY_OF: dict[type[ListJobs | GetJob], CoreQueryName] = {
+    ListJobs: CoreQueryName.JOBS,
+    GetJob: CoreQueryName.JOB,
+}
+
+# JetStream streams and the object store bucket.
+STREAM_JOB_EVENTS = "SKYPORT_JOB_EVENTS"
+STREAM_GATE_COMMANDS = "SKYPORT_GATE_COMMANDS"
+STREAM_GATE_EVENTS = "SKYPORT_GATE_EVENTS"
+STREAM_LOGS = "SKYPORT_LOGS"
+FILES_BUCKET = "skyport-files"
+
+ALL_JOB_EVENTS = f"{ROOT}.evt.job.>"
+ALL_GATE_COMMANDS = f"{ROOT}.cmd.gate.>"
+ALL_GATE_EVENTS = f"{ROOT}.evt.gate.>"
+ALL_LOGS = f"{ROOT}.log.>"
+CORE_COMMANDS = f"{ROOT}.cmd.core.*"
+CORE_QUERIES = f"{ROOT}.query.core.*"
+CORE_QUEUE_GROUP = "skyport-core"
+
+
+def core_command(verb: CoreVerb) -> str:
+    return f"{ROOT}.cmd.core.{verb.value}"
+
+
+def command_subject(cmd: AnyCommand) -> str:
+    return core_command(VERB_OF[type(cmd)])
+
+
+def core_query(what: CoreQueryName) -> str:
+    return f"{ROOT}.query.core.{what.value}"
+
+
+def query_subject(query: ListJobs | GetJob) -> str:
+    return core_query(QUERY_OF[type(query)])
+
+
+def job_event(owner: str, job_id: str, tag: str) -> str:
+    return (
+        f"{ROOT}.evt.job.{check_token('owner', owner)}."
+        f"{check_token('job id', job_id)}.{check_token('tag', tag)}"
+    )
+
+
+def job_events_of(owner: str = "*", job_id: str = "*") -> str:
+    """Filter for the events of one job, one owner's jobs, or (defaults) every job."""
+    own = owner if owner == "*" else check_token("owner", owner)
+    jid = job_id if job_id == "*" else check_token("job id", job_id)
+    return f"{ROOT}.evt.job.{own}.{jid}.*"
+
+
+def gate_command(gate: str, verb: str) -> str:
+    return f"{ROOT}.cmd.gate.{check_token('gate', gate)}.{check_token('verb', verb)}"
+
+
+def gate_commands_of(gate: str) -> str:
+    return f"{ROOT}.cmd.gate.{check_token('gate', gate)}.*"
+
+
+def gate_event(gate: str, tag: str) -> str:
+    return f"{ROOT}.evt.gate.{check_token('gate', gate)}.{check_token('tag', tag)}"
+
+
+class LogStream(StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    SYSTEM = "system"
+
+
+def log(owner: str, job_id: str, stream: LogStream) -> str:
+    return f"{ROOT}.log.{check_token('owner', owner)}.{check_token('job id', job_id)}.{stream}"
+
+
+def logs_of(owner: str, job_id: str) -> str:
+    return f"{ROOT}.log.{check_token('owner', owner)}.{check_token('job id', job_id)}.*"
+
+
+def job_files_prefix(job_id: str) -> str:
+    """Object-store key prefix of a job's staged-out files."""
+    return f"jobs/{check_token('job id', job_id)}/"
+
+
+def upload_prefix(owner: str, upload_id: str) -> str:
+    """Object-store key prefix of a user's staged-in files for one submission."""
+    return f"inputs/{check_token('owner', owner)}/{check_token('upload id', upload_id)}/"
+
+
+class Kind(StrEnum):
+    CORE_COMMAND = "core_command"
+    CORE_QUERY = "core_query"
+    JOB_EVENT = "job_event"
+    GATE_COMMAND = "gate_command"
+    GATE_EVENT = "gate_event"
+    LOG = "log"
+    INBOX = "inbox"
+    OTHER = "other"
+
+
+class Parsed(NamedTuple):
+    """A subject split into its kind and variable tokens (empty strings where absent)."""
+
+    kind: Kind
+    a: str = ""
+    b: str = ""
+    c: str = ""
+
+
+_SHAPES: dict[tuple[str, str, int], Kind] = {
+    ("cmd", "core", 3): Kind.CORE_COMMAND,
+    ("query", "core", 3): Kind.CORE_QUERY,
+    ("evt", "job", 5): Kind.JOB_EVENT,
+    ("cmd", "gate", 4): Kind.GATE_COMMAND,
+    ("evt", "gate", 4): Kind.GATE_EVENT,
+}
+
+
+def parse(subject: str) -> Parsed:
+    """Classify a subject; anything not of a known shape is ``Kind.OTHER``."""
+    if subject.startswith("_INBOX."):
+        return Parsed(Kind.INBOX)
+    if not subject.startswith(ROOT + "."):
+        return Parsed(Kind.OTHER)
+    parts = subject[len(ROOT) + 1 :].split(".")
+    if parts[0] == "log" and len(parts) == 4:
+        return Parsed(Kind.LOG, parts[1], parts[2], parts[3])
+    if len(parts) < 2:
+        return Parsed(Kind.OTHER)
+    kind = _SHAPES.get((parts[0], parts[1], len(parts)))
+    if kind is None:
+        return Parsed(Kind.OTHER)
+    rest = parts[2:] + ["", "", ""]
+    return Parsed(kind, rest[0], rest[1], rest[2])
