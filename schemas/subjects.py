@@ -116,6 +116,13 @@ class LogStream(StrEnum):
     SYSTEM = "system"
 
 
+def gate_events_of(gate: str = "*", tag: str = "*") -> str:
+    """Filter for gate events: one gate or all (``*``), one tag or all (``*``)."""
+    g = gate if gate == "*" else check_token("gate", gate)
+    t = tag if tag == "*" else check_token("tag", tag)
+    return f"{ROOT}.evt.gate.{g}.{t}"
+
+
 def log(owner: str, job_id: str, stream: LogStream) -> str:
     return f"{ROOT}.log.{check_token('owner', owner)}.{check_token('job id', job_id)}.{stream}"
 
