@@ -1,0 +1,42 @@
+"""Subjects are built and parsed in one place; tokens cannot smuggle wildcards."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import subjects
+from schemas.ids import InvalidTokenError
+from schemas.subjects import CoreVerb, Kind, LogStream, parse
+
+
+@pytest.mark.parametrize(
+    ("subject", "kind", "tokens"),
+    [
+        (subjects.core_command(CoreVerb.SUBMIT), Kind.CORE_COMMAND, ("submit", "", "")),
+        (
+            subjects.job_event("alice", "12", "job_submitted"),
+            Kind.JOB_EVENT,
+            ("alice", "12", "job_submitted"),
+        ),
+        (subjects.gate_command("local", "start"), Kind.GATE_COMMAND, ("local", "start", "")),
+        (subjects.gate_event("local", "run_ended"), Kind.GATE_EVENT, ("local", "run_ended", "")),
+        (subjects.log("alice", "12", LogStream.STDOUT), Kind.LOG, ("alice", "12", "stdout")),
+        ("_INBOX.abc.def", Kind.INBOX, ("", "", "")),
+        ("skyport.v1.cmd.core", Kind.OTHER, ("", "", "")),
+        ("other.thing", Kind.OTHER, ("", "", "")),
+    ],
+)
+def test_subjects_round_trip_through_parse(
+    subject: str, kind: Kind, tokens: tuple[str, ...]
+) -> None:
+    parsed = parse(subject)
+    assert parsed.kind is kind
+    assert (parsed.a, parsed.b, parsed.c) == tokens
+
+
+@pytest.mark.parametrize("bad", ["", "a.b", "*", ">", "a b", "x" * 65, "ä"])
+def test_variable_tokens_are_validated(bad: str) -> None:
+    with pytest.raises(InvalidTokenError):
+        subjects.job_event(bad, "1", "job_submitted")
+    with pytest.raises(InvalidTokenError):
+        subjects.gate_command(bad, "start")
