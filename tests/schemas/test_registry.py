@@ -32,7 +32,7 @@ def test_every_message_is_in_exactly_one_union() -> None:
     stack: list[type] = list(BASES)
     while stack:
         cls = stack.pop()
-        subs = cls.__subclasses__()
+        subs: list[type] = cls.__subclasses__()
         if not subs and cls not in BASES:
             seen.add(cls)
         stack.extend(subs)
