@@ -174,8 +174,13 @@ class Bus:
         queue: str,
         decoder: msgspec.json.Decoder[T],
         handler: Callable[[Incoming[T]], Awaitable[msgspec.Struct]],
+        max_in_flight: int = 1,
     ) -> Subscription:
-        """Answer requests on ``subject``; refused or malformed ones get a signed Rejected."""
+        """Answer requests on ``subject``; refused or malformed ones get a signed Rejected.
+
+        With ``max_in_flight`` > 1 up to that many requests are handled concurrently (each in
+        its own task), so that a handler that batches work (group commit) sees a batch.
+        """
 
         async def on_msg(raw: Msg) -> None:
             try:
@@ -197,7 +202,24 @@ class Bus:
             if raw.reply:
                 await self.publish(raw.reply, reply)
 
-        return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+        if max_in_flight <= 1:
+            return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+        slots = asyncio.Semaphore(max_in_flight)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def run(raw: Msg) -> None:
+            try:
+                await on_msg(raw)
+            finally:
+                slots.release()
+
+        async def on_msg_concurrent(raw: Msg) -> None:
+            await slots.acquire()
+            task = asyncio.create_task(run(raw))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_msg_concurrent)
 
     # -- JetStream ---------------------------------------------------------------------------
 
@@ -231,7 +253,7 @@ class Bus:
             while True:
                 try:
                     msgs = await sub.fetch(batch, timeout=1.0)
-                except (FetchTimeoutError, NatsTimeoutError):
+                except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                     continue
                 yield await self._verified(msgs, decoder)
         finally:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from schemas import subjects
 
+log = logging.getLogger("skyport.bus")
 DAY = 24 * 3600.0
 
 STREAMS: tuple[api.StreamConfig, ...] = (
@@ -52,3 +56,21 @@ async def ensure_streams(js: JetStreamContext) -> None:
         except BadRequestError:
             await js.update_stream(config)
     await js.create_object_store(subjects.FILES_BUCKET)
+
+
+async def wait_for_streams(
+    js: JetStreamContext, names: tuple[str, ...], component: str, poll: float = 0.2
+) -> None:
+    """Wait until core has declared ``names``: only core creates streams, and a component
+    that starts first (or reconnects to a fresh server) must wait, not crash."""
+    warned = False
+    for name in names:
+        while True:
+            try:
+                await js.stream_info(name)
+                break
+            except NotFoundError:
+                if not warned:
+                    log.info("%s: waiting for core to create stream %s", component, name)
+                    warned = True
+                await asyncio.sleep(poll)

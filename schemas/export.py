@@ -11,7 +11,7 @@ import msgspec
 
 from schemas.commands import AnyCommand, AnyQuery, AnyReply
 from schemas.events import AnyJobEvent
-from schemas.gate import AnyGateCommand, AnyGateEvent
+from schemas.gate import AnyGateCommand, AnyGateEvent, LogChunk
 
 UNIONS: dict[str, Any] = {
     "CoreCommand": AnyCommand,
@@ -20,6 +20,7 @@ UNIONS: dict[str, Any] = {
     "JobEvent": AnyJobEvent,
     "GateCommand": AnyGateCommand,
     "GateEvent": AnyGateEvent,
+    "LogChunk": LogChunk,
 }
 SCHEMA_PATH = Path(__file__).with_name("skyport.schema.json")
 

@@ -8,6 +8,7 @@ import msgspec
 
 from schemas.ids import GateName, JobId, MessageId, UserName
 from schemas.jobs import Allocation, FailReason, JobSpec, NodeShape, RunOutcome, StagedOutput
+from schemas.subjects import LogStream
 
 
 class GateVerb(StrEnum):
@@ -91,3 +92,24 @@ class RunEnded(RunEvent, frozen=True, kw_only=True, tag="run_ended"):
 
 
 AnyGateEvent = GateCapacity | RunStagingIn | RunStarted | RunStagingOut | RunEnded
+
+
+class LogChunk(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="log_chunk"):
+    """A piece of a run's output on ``subjects.log(owner, job_id, stream)``, signed by the gate.
+
+    For stdout and stderr, ``offset`` is the byte offset of ``data`` in the run's output file
+    (at most 64 KiB of it per chunk, decoded as UTF-8 with replacement); a gate restarted
+    mid-run may send a chunk overlapping one already sent, so readers drop bytes before the
+    end of what they have shown. For ``system`` (Sky Port's own messages) ``offset`` is the
+    message's ordinal in the run.
+    """
+
+    job_id: JobId
+    attempt: int
+    stream: LogStream
+    offset: int
+    data: str
+    at: float
+
+
+log_chunk_decoder = msgspec.json.Decoder(LogChunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import NewType
 
 JobId = NewType("JobId", str)
@@ -28,3 +29,8 @@ def check_token(kind: str, value: str) -> str:
     if not TOKEN_RE.fullmatch(value):
         raise InvalidTokenError(kind, value)
     return value
+
+
+def new_message_id() -> MessageId:
+    """A fresh unique message id (random, 32 hex digits) for a command or query."""
+    return MessageId(uuid.uuid4().hex)

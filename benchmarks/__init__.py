@@ -1,0 +1,1 @@
+"""Reproducible performance runs; each prints one JSON object per figure."""

@@ -1,0 +1,200 @@
+"""A minimal synchronous NATS request client over a plain socket, for one-shot CLI queries.
+
+Importing ``nats`` (and asyncio) costs more than a whole ``skyport jobs`` may take, so short
+commands speak just enough of the NATS client protocol here: INFO, CONNECT, SUB on a private
+inbox, HPUB of the signed request, then HMSG/MSG of the reply (answering PING, reading +OK and
+-ERR). Replies are verified like ``Bus.request`` does: signed by a core identity of the roster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from urllib.parse import urlsplit
+
+import msgspec
+
+from schemas.commands import AnyReply
+from schemas.roster import Role, Roster
+from schemas.wire import Signer, Verifier, WireError
+
+_reply_decoder = msgspec.json.Decoder(AnyReply)
+_encoder = msgspec.json.Encoder()
+CRLF = b"\r\n"
+
+
+class QuickError(Exception):
+    """A quick request failed: no server, no responder, timeout, or a refused reply."""
+
+
+class QuickConnectError(QuickError):
+    """The NATS server could not be reached."""
+
+
+class QuickTimeoutError(QuickError):
+    """Nobody answered in time, or nobody serves the subject."""
+
+
+class QuickRequester:
+    """One NATS connection that sends signed requests and returns core's verified replies."""
+
+    def __init__(self, url: str, signer: Signer, roster: Roster, timeout: float = 10.0) -> None:
+        self.signer = signer
+        self.verifier = Verifier(roster)
+        self.timeout = timeout
+        self._buf = bytearray()
+        self._sid = 0
+        self._sock = self._connect(url)
+
+    def _connect(self, url: str) -> socket.socket:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+        try:
+            sock = socket.create_connection((host, port), timeout=self.timeout)
+        except OSError as exc:
+            raise QuickConnectError(f"cannot reach NATS at {url}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        info_line = self._read_line(time.monotonic() + self.timeout)
+        if not info_line.startswith(b"INFO "):
+            raise QuickConnectError(f"{url} is not a NATS server")
+        info = json.loads(info_line[5:])
+        if info.get("auth_required"):
+            raise QuickConnectError(f"{url} requires authentication, which quick requests lack")
+        connect = {
+            "verbose": False,
+            "pedantic": False,
+            "headers": True,
+            "no_responders": True,
+            "lang": "python-quick",
+            "version": "1",
+            "protocol": 1,
+            "name": "skyport-quick",
+        }
+        sock.sendall(b"CONNECT " + json.dumps(connect).encode() + CRLF)
+        return sock
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> QuickRequester:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, subject: str, msg: msgspec.Struct, timeout: float | None = None) -> AnyReply:
+        """Send ``msg`` signed on ``subject``; return the verified, decoded reply of core."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        payload = _encoder.encode(msg)
+        headers = self.signer.headers(subject, payload)
+        head = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
+        head += CRLF
+        self._sid += 1
+        inbox = f"_INBOX.{os.urandom(12).hex()}"
+        self._sock.sendall(
+            b"".join(
+                [
+                    f"SUB {inbox} {self._sid}\r\n".encode(),
+                    f"UNSUB {self._sid} 1\r\n".encode(),
+                    f"HPUB {subject} {inbox} {len(head)} {len(head) + len(payload)}\r\n".encode(),
+                    head,
+                    payload,
+                    CRLF,
+                ]
+            )
+        )
+        reply_subject, reply_headers, data = self._read_reply(deadline, subject, limit)
+        try:
+            sender = self.verifier.verify(reply_subject, data, reply_headers)
+            reply: AnyReply = _reply_decoder.decode(data)
+        except (WireError, msgspec.MsgspecError) as exc:
+            raise QuickError(f"refused the reply to {subject}: {exc}") from exc
+        if sender.role is not Role.CORE:
+            raise QuickError(f"reply to {subject} not signed by core")
+        return reply
+
+    # -- protocol reading ----------------------------------------------------------------------
+
+    def _read_reply(
+        self, deadline: float, subject: str, limit: float
+    ) -> tuple[str, dict[str, str], bytes]:
+        while True:
+            line = self._read_line(deadline, subject, limit)
+            op, _, args = line.partition(b" ")
+            op = op.upper()
+            if op == b"PING":
+                self._sock.sendall(b"PONG\r\n")
+            elif op in (b"PONG", b"+OK", b"INFO"):
+                continue
+            elif op == b"-ERR":
+                raise QuickError(f"NATS error: {args.decode(errors='replace').strip()}")
+            elif op == b"MSG":
+                fields = args.split()
+                data = self._read_exact(int(fields[-1]) + 2, deadline, subject, limit)[:-2]
+                return fields[0].decode(), {}, bytes(data)
+            elif op == b"HMSG":
+                fields = args.split()
+                hdr_len, total = int(fields[-2]), int(fields[-1])
+                block = self._read_exact(total + 2, deadline, subject, limit)[:-2]
+                status, headers = _parse_headers(bytes(block[:hdr_len]))
+                if status == "503":
+                    raise QuickTimeoutError(f"nobody serves {subject}")
+                return fields[0].decode(), headers, bytes(block[hdr_len:])
+
+    def _fill(self, deadline: float, subject: str = "", limit: float = 0.0) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise QuickTimeoutError(f"no reply on {subject or 'connect'} within {limit} s")
+        self._sock.settimeout(remaining)
+        try:
+            chunk = self._sock.recv(1 << 20)
+        except TimeoutError as exc:
+            raise QuickTimeoutError(f"no reply on {subject or 'connect'} within {limit} s") from exc
+        except OSError as exc:
+            raise QuickConnectError(f"NATS connection failed: {exc}") from exc
+        if not chunk:
+            raise QuickConnectError("NATS server closed the connection")
+        self._buf += chunk
+
+    def _read_line(self, deadline: float, subject: str = "", limit: float = 0.0) -> bytes:
+        while (end := self._buf.find(CRLF)) < 0:
+            self._fill(deadline, subject, limit or self.timeout)
+        line = bytes(self._buf[:end])
+        del self._buf[: end + 2]
+        return line
+
+    def _read_exact(self, n: int, deadline: float, subject: str, limit: float) -> bytearray:
+        while len(self._buf) < n:
+            self._fill(deadline, subject, limit)
+        out = self._buf[:n]
+        del self._buf[:n]
+        return out
+
+
+def _parse_headers(block: bytes) -> tuple[str, dict[str, str]]:
+    """Status code (may be empty) and headers of a ``NATS/1.0`` header block."""
+    lines = block.decode(errors="replace").split("\r\n")
+    status = lines[0][len("NATS/1.0") :].strip().split(" ", 1)[0] if lines else ""
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip()] = value.strip()
+    return status, headers
+
+
+def request(
+    url: str,
+    signer: Signer,
+    roster: Roster,
+    subject: str,
+    msg: msgspec.Struct,
+    timeout: float = 10.0,
+) -> AnyReply:
+    """Connect, send one signed request, return the verified reply, disconnect."""
+    with QuickRequester(url, signer, roster, timeout) as requester:
+        return requester.request(subject, msg, timeout)

@@ -1,0 +1,59 @@
+"""``python -m core``: run core as its own process until SIGTERM or SIGINT (exit 0).
+
+Wiring only: settings → signer, roster, bus, streams, store (in an AsyncExitStack) → the
+service. Logs go to stderr; seeds are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from bus.connection import Bus
+from bus.deployment import DeploymentError
+from bus.streams import ensure_streams
+from core.service import CoreService
+from core.settings import Settings, parse_args
+from core.store import Store
+
+log = logging.getLogger("skyport.core")
+
+
+async def serve(settings: Settings) -> None:
+    signer = settings.state_dir.load_signer("core")
+    roster = settings.state_dir.load_roster()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        bus = await Bus.connect(settings.nats_url, signer, roster, "core")
+        stack.push_async_callback(bus.close)
+        await ensure_streams(bus.js)
+        store = Store(settings.db_url)
+        stack.callback(store.close)
+        service = CoreService(bus, store, batch_max=settings.batch_max)
+        log.info("core serving on %s", settings.nats_url)
+        await service.run(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings))
+    except DeploymentError as exc:
+        log.error("core cannot start: %s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

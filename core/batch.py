@@ -1,0 +1,213 @@
+"""Group commit, the deciding half: a batch of work decided in order against an overlay. Pure.
+
+Core's in-memory state (``State``) is only changed after the store has committed a batch:
+every item is decided against a ``Working`` overlay, and what the batch wants written (events,
+inbox marks, job rows with snapshots, gate commands, gate capacities) gathers in a ``Commit``.
+A failing item leaves the overlay as it was, so it cannot spoil the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from core import capacity
+from core.job import (
+    Actor,
+    Job,
+    JobRuleError,
+    decide_cancel,
+    decide_hold,
+    decide_place,
+    decide_release,
+    decide_requeue,
+    decide_run_event,
+    decide_submit,
+    evolve,
+)
+from core.lifecycle import Outbound, follow
+from schemas.commands import (
+    Accepted,
+    AnyCommand,
+    AnyReply,
+    CancelJob,
+    HoldJob,
+    PlaceJobs,
+    PlaceRejection,
+    PlaceReply,
+    RejectCode,
+    Rejected,
+    ReleaseJob,
+    RequeueJob,
+    SubmitJob,
+)
+from schemas.events import AnyJobEvent
+from schemas.gate import GateCapacity, RunEvent
+from schemas.ids import JobId, MessageId
+from schemas.jobs import NodeShape
+
+
+@dataclass
+class State:
+    """What core keeps in memory: non-finished jobs, gates' nodes, the last job id."""
+
+    jobs: dict[JobId, Job] = field(default_factory=dict)
+    gates: dict[str, GateCapacity] = field(default_factory=dict)
+    last_job_id: int = 0
+
+
+@dataclass
+class Commit:
+    """Everything one batch writes, in one transaction."""
+
+    events: list[tuple[Job, AnyJobEvent]] = field(default_factory=list)
+    inbox: dict[str, bytes] = field(default_factory=dict)
+    jobs: dict[JobId, Job] = field(default_factory=dict)
+    new_jobs: set[JobId] = field(default_factory=set)
+    outbox: list[Outbound] = field(default_factory=list)
+    gates: dict[str, GateCapacity] = field(default_factory=dict)
+    last_job_id: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.inbox or self.gates)
+
+
+_reply_encoder = msgspec.json.Encoder()
+
+
+class Working:
+    """An overlay over ``State`` that collects one batch's changes in a ``Commit``."""
+
+    def __init__(self, state: State, loaded: dict[JobId, Job], now: float) -> None:
+        self.state = state
+        self.loaded = loaded  # finished jobs read from the store for this batch
+        self.now = now
+        self.commit = Commit(last_job_id=state.last_job_id)
+
+    def job(self, job_id: JobId) -> Job | None:
+        return (
+            self.commit.jobs.get(job_id) or self.state.jobs.get(job_id) or self.loaded.get(job_id)
+        )
+
+    def nodes(self, gate: str) -> dict[str, NodeShape] | None:
+        cap = self.commit.gates.get(gate) or self.state.gates.get(gate)
+        return None if cap is None else {n.name: n for n in cap.nodes}
+
+    def active_allocations(self) -> Iterable[Job]:
+        merged = {**self.state.jobs, **self.commit.jobs}
+        return (j for j in merged.values() if j.on_gate and j.allocation is not None)
+
+    def append(self, events: list[AnyJobEvent], is_new: bool = False) -> Job | None:
+        """Fold events into the overlay and queue them, their job row and gate commands."""
+        job: Job | None = None
+        for event in events:
+            before = self.job(event.job_id) if not is_new else None
+            job = evolve(before, event)
+            self.commit.events.append((job, event))
+            self.commit.jobs[job.job_id] = job
+            self.commit.outbox.extend(follow(before, job, event))
+            is_new = False
+        return job
+
+    def mark(self, key: str, reply: AnyReply | None) -> None:
+        self.commit.inbox[key] = b"" if reply is None else _reply_encoder.encode(reply)
+
+
+def decide_command(work: Working, actor: Actor, cmd: AnyCommand) -> AnyReply:
+    """Decide one user or scheduler command against the overlay; return the reply."""
+    if isinstance(cmd, SubmitJob):
+        job_id = JobId(str(work.commit.last_job_id + 1))
+        work.append(decide_submit(job_id, actor, cmd.spec, work.now), is_new=True)
+        work.commit.last_job_id += 1
+        work.commit.new_jobs.add(job_id)
+        return Accepted(to=cmd.id, job_id=job_id, detail=f"job {job_id} submitted")
+    if isinstance(cmd, PlaceJobs):
+        return _place(work, cmd)
+    job = work.job(cmd.job_id)
+    if job is None:
+        return Rejected(to=cmd.id, code=RejectCode.UNKNOWN_JOB, detail=f"no job {cmd.job_id}")
+    decide = _DECIDERS[type(cmd)]
+    try:
+        events = decide(job, actor, work.now)
+    except JobRuleError as err:
+        return Rejected(to=cmd.id, code=err.code, detail=err.detail)
+    work.append(events)
+    if not events:
+        return Accepted(to=cmd.id, job_id=job.job_id, detail=_unchanged(job))
+    return Accepted(to=cmd.id, job_id=job.job_id, detail=events[-1].detail)
+
+
+_DECIDERS: dict[type[AnyCommand], Callable[[Job, Actor, float], list[AnyJobEvent]]] = {
+    CancelJob: decide_cancel,
+    RequeueJob: decide_requeue,
+    HoldJob: decide_hold,
+    ReleaseJob: decide_release,
+}
+
+
+def _unchanged(job: Job) -> str:
+    if job.finished:
+        return f"job {job.job_id} is already {job.state}: nothing changed"
+    return f"job {job.job_id} is already being stopped: nothing changed"
+
+
+def _place(work: Working, cmd: PlaceJobs) -> PlaceReply:
+    usage = capacity.usage_of(j.allocation for j in work.active_allocations() if j.allocation)
+    accepted: list[JobId] = []
+    rejected: list[PlaceRejection] = []
+    for placement in cmd.placements:
+        job = work.job(placement.job_id)
+        if job is None:
+            rejected.append(
+                PlaceRejection(
+                    job_id=placement.job_id,
+                    code=RejectCode.UNKNOWN_JOB,
+                    detail=f"no job {placement.job_id}",
+                )
+            )
+            continue
+        try:
+            events = decide_place(job, placement, cmd.plan_id, work.now)
+        except JobRuleError as err:
+            rejected.append(PlaceRejection(job_id=job.job_id, code=err.code, detail=err.detail))
+            continue
+        why = capacity.misfit(placement.allocation, work.nodes(placement.allocation.gate), usage)
+        if why is not None:
+            rejected.append(
+                PlaceRejection(job_id=job.job_id, code=RejectCode.INVALID_STATE, detail=why)
+            )
+            continue
+        capacity.add(usage, placement.allocation)
+        work.append(events)
+        accepted.append(job.job_id)
+    return PlaceReply(to=cmd.id, accepted=tuple(accepted), rejected=tuple(rejected))
+
+
+def decide_gate_event(work: Working, ev: GateCapacity | RunEvent) -> None:
+    """Fold one gate report into the overlay (stale or unknown runs change nothing)."""
+    if isinstance(ev, GateCapacity):
+        work.commit.gates[ev.gate] = ev
+        return
+    job = work.job(ev.job_id)
+    if job is None or job.finished:
+        return
+    work.append(decide_run_event(job, ev, work.now))
+
+
+def apply(state: State, commit: Commit) -> None:
+    """After the commit is durable: make the overlay the state (finished jobs leave memory)."""
+    for job_id, job in commit.jobs.items():
+        if job.finished:
+            state.jobs.pop(job_id, None)
+        else:
+            state.jobs[job_id] = job
+    state.gates.update(commit.gates)
+    state.last_job_id = max(state.last_job_id, commit.last_job_id)
+
+
+def inbox_key(kind: str, sender: str, message_id: MessageId) -> str:
+    """Inbox keys are per sender so one identity cannot pre-empt another's message ids."""
+    return f"{kind}:{sender}:{message_id}"

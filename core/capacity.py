@@ -1,0 +1,73 @@
+"""The over-commit guard: does an allocation fit a gate's nodes beside the active jobs? Pure.
+
+Core trusts the scheduler's placements only as far as the gates' reported capacity goes: a
+placement naming an unknown node, or one that would push a node past its cpus, memory or GPUs
+given the allocations of the jobs already on it, is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from schemas.jobs import Allocation, NodeShape
+
+
+@dataclass
+class NodeUse:
+    """What the active jobs hold of one node."""
+
+    cpus: int = 0
+    memory_mb: int = 0
+    gpus: set[int] = field(default_factory=set)
+    gpu_count: int = 0
+
+
+Usage = dict[tuple[str, str], NodeUse]
+
+
+def usage_of(allocations: Iterable[Allocation]) -> Usage:
+    """Sum the allocations of the active jobs per (gate, node)."""
+    usage: Usage = {}
+    for alloc in allocations:
+        add(usage, alloc)
+    return usage
+
+
+def add(usage: Usage, alloc: Allocation) -> None:
+    for share in alloc.nodes:
+        use = usage.setdefault((alloc.gate, share.node), NodeUse())
+        use.cpus += share.cpus
+        use.memory_mb += share.memory_mb
+        use.gpus.update(share.gpus)
+        use.gpu_count += len(share.gpus)
+
+
+def misfit(alloc: Allocation, nodes: dict[str, NodeShape] | None, usage: Usage) -> str | None:
+    """Why ``alloc`` does not fit (a detail for PlaceRejection), or None if it fits."""
+    if nodes is None:
+        return f"gate {alloc.gate} has not reported capacity"
+    seen: set[str] = set()
+    for share in alloc.nodes:
+        shape = nodes.get(share.node)
+        if shape is None:
+            return f"gate {alloc.gate} has no node {share.node}"
+        if share.node in seen:
+            return f"node {share.node} is named twice"
+        seen.add(share.node)
+        use = usage.get((alloc.gate, share.node), NodeUse())
+        if share.cpus < 0 or share.memory_mb < 0:
+            return f"negative share of node {share.node}"
+        over_gpu = (
+            use.gpu_count + len(share.gpus) > shape.gpus
+            or len(set(share.gpus)) != len(share.gpus)
+            or bool(use.gpus.intersection(share.gpus))
+            or any(g < 0 or g >= shape.gpus for g in share.gpus)
+        )
+        if (
+            use.cpus + share.cpus > shape.cpus
+            or use.memory_mb + share.memory_mb > shape.memory_mb
+            or over_gpu
+        ):
+            return f"over-commits node {share.node}"
+    return None

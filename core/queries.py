@@ -1,0 +1,94 @@
+"""Core's query side: job listings and one job's detail, read from the projection tables.
+
+Users see only their own jobs; admins and the scheduler see all. Reads run in worker threads
+on their own connections (SQLite WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from bus.connection import Incoming
+from core.projections import history, summary
+from core.store import Store
+from schemas import subjects
+from schemas.commands import (
+    AnyQuery,
+    AnyReply,
+    GetJob,
+    JobDetail,
+    JobPage,
+    ListJobs,
+    RejectCode,
+    Rejected,
+)
+from schemas.ids import JobId, UserName
+from schemas.jobs import JobSummary
+from schemas.roster import Role
+
+_summaries = msgspec.json.Decoder(list[JobSummary])
+
+
+class Queries:
+    """Answers ListJobs and GetJob."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def handle(self, msg: Incoming[AnyQuery]) -> AnyReply:
+        query = msg.body
+        what = subjects.parse(msg.subject).a
+        if what != subjects.QUERY_OF[type(query)]:
+            return Rejected(
+                to=query.id, code=RejectCode.BAD_REQUEST, detail=f"{type(query).__name__} on {what}"
+            )
+        only = msg.sender.name if msg.sender.role is Role.USER else None
+        if isinstance(query, ListJobs):
+            return await self.list_jobs(query, only)
+        return await self.get_job(query, only)
+
+    async def list_jobs(self, query: ListJobs, only: str | None) -> AnyReply:
+        """A page of summaries in job id order; ``only`` restricts a user to their own jobs."""
+        user = query.user
+        if only is not None:
+            if user is not None and user != only:
+                return Rejected(
+                    to=query.id, code=RejectCode.NOT_OWNER, detail="users list only their own jobs"
+                )
+            user = UserName(only)
+        after = int(query.after) if query.after is not None and query.after.isdigit() else 0
+        rows = await self.store.run_read(
+            self.store.list_jobs,
+            query.states,
+            query.include_finished,
+            user,
+            query.name,
+            after,
+            query.limit,
+        )
+        jobs = _summaries.decode(b"[" + b",".join(rows) + b"]")
+        more = len(jobs) > query.limit
+        jobs = jobs[: query.limit]
+        next_after = jobs[-1].job_id if more and jobs else None
+        return JobPage(to=query.id, jobs=tuple(jobs), next_after=next_after)
+
+    async def get_job(self, query: GetJob, only: str | None) -> AnyReply:
+        """One job with its spec, allocation, outputs and full history of transitions."""
+        events = await self.store.run_read(self.store.job_events, JobId(query.job_id))
+        job, steps = history(events)
+        if job is None:
+            return Rejected(
+                to=query.id, code=RejectCode.UNKNOWN_JOB, detail=f"no job {query.job_id}"
+            )
+        if only is not None and job.owner != only:
+            return Rejected(
+                to=query.id, code=RejectCode.NOT_OWNER, detail=f"job {job.job_id} is not yours"
+            )
+        return JobDetail(
+            to=query.id,
+            summary=summary(job),
+            spec=job.spec,
+            allocation=job.allocation,
+            outputs=job.outputs,
+            history=steps,
+        )

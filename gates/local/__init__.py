@@ -1,0 +1,1 @@
+"""The ``local`` gate: jobs as process groups on this host, split into virtual nodes."""

@@ -1,0 +1,197 @@
+"""What one run reports: its events on the gate subjects and its log chunks (I/O).
+
+Ids are deterministic so that whatever a restarted gate publishes again is dropped by
+JetStream's de-duplication (and by core's inbox after the window): events
+``<job_id>-<attempt>-<tag>``, output chunks ``<job_id>-<attempt>-<stream>-<offset>-<bytes>``,
+system messages ``<job_id>-<attempt>-system-<ordinal>``.
+
+Events and system messages are pipelined: ``send`` returns at once and the messages go out
+one after the other, each after the previous one was acknowledged, retried while the bus is
+down. ``drain`` waits until all are acknowledged. Output chunks are published directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from enum import IntEnum
+from typing import NamedTuple
+
+import msgspec
+
+from bus.connection import Bus
+from gates.outcome import Verdict
+from schemas import subjects
+from schemas.gate import (
+    LogChunk,
+    RunEnded,
+    RunStagingIn,
+    RunStagingOut,
+    RunStarted,
+    StartRun,
+)
+from schemas.ids import GateName, JobId, MessageId
+from schemas.jobs import StagedOutput
+from schemas.subjects import LogStream
+
+log = logging.getLogger("skyport.gates.reporter")
+RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Note(IntEnum):
+    """Sky Port's own messages on the system log stream; the value is the chunk offset."""
+
+    STAGING_IN = 0
+    TERM = 2
+    KILL = 3
+    ENDED = 5
+
+
+class _Head(NamedTuple):
+    event_id: MessageId
+    at: float
+    gate: GateName
+    job_id: JobId
+    attempt: int
+
+
+class RunReporter:
+    """Publishes for the run of one StartRun, as gate ``gate``."""
+
+    def __init__(self, bus: Bus, gate: str, start: StartRun) -> None:
+        self.bus = bus
+        self.gate = GateName(gate)
+        self.start = start
+        self.key = f"{start.job_id}-{start.attempt}"
+        self._last: asyncio.Task[None] | None = None
+
+    # -- events ----------------------------------------------------------------------------
+
+    def staging_in(self, detail: str) -> None:
+        h = self._head("run_staging_in")
+        self._send_event(
+            RunStagingIn(
+                event_id=h.event_id,
+                at=h.at,
+                gate=h.gate,
+                job_id=h.job_id,
+                attempt=h.attempt,
+                detail=detail,
+            )
+        )
+
+    def started(self, detail: str) -> None:
+        h = self._head("run_started")
+        self._send_event(
+            RunStarted(
+                event_id=h.event_id,
+                at=h.at,
+                gate=h.gate,
+                job_id=h.job_id,
+                attempt=h.attempt,
+                detail=detail,
+            )
+        )
+
+    def staging_out(self, exit_code: int | None) -> None:
+        h = self._head("run_staging_out")
+        self._send_event(
+            RunStagingOut(
+                event_id=h.event_id,
+                at=h.at,
+                gate=h.gate,
+                job_id=h.job_id,
+                attempt=h.attempt,
+                exit_code=exit_code,
+            )
+        )
+
+    def ended(self, result: Verdict, outputs: tuple[StagedOutput, ...]) -> None:
+        h = self._head("run_ended")
+        self._send_event(
+            RunEnded(
+                event_id=h.event_id,
+                at=h.at,
+                gate=h.gate,
+                job_id=h.job_id,
+                attempt=h.attempt,
+                detail=result.detail,
+                outcome=result.outcome,
+                reason=result.reason,
+                exit_code=result.exit_code,
+                outputs=outputs,
+            )
+        )
+
+    def _head(self, tag: str) -> _Head:
+        return _Head(
+            MessageId(f"{self.key}-{tag}"),
+            time.time(),
+            self.gate,
+            self.start.job_id,
+            self.start.attempt,
+        )
+
+    def _send_event(self, event: RunStagingIn | RunStarted | RunStagingOut | RunEnded) -> None:
+        tag = str(type(event).__struct_config__.tag)
+        self._send(subjects.gate_event(self.gate, tag), event, event.event_id)
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def note(self, note: Note, text: str) -> None:
+        """A line of Sky Port's own on the run's system log."""
+        chunk = self._chunk(LogStream.SYSTEM, note.value, text + "\n")
+        subject = subjects.log(self.start.owner, self.start.job_id, LogStream.SYSTEM)
+        self._send(subject, chunk, f"{self.key}-system-{note.value}")
+
+    async def output(self, stream: LogStream, offset: int, nbytes: int, text: str) -> None:
+        """Publish ``nbytes`` of a stdout/stderr file starting at ``offset``."""
+        await self.bus.js_publish(
+            subjects.log(self.start.owner, self.start.job_id, stream),
+            self._chunk(stream, offset, text),
+            msg_id=f"{self.key}-{stream.value}-{offset}-{nbytes}",
+        )
+
+    def _chunk(self, stream: LogStream, offset: int, text: str) -> LogChunk:
+        return LogChunk(
+            job_id=self.start.job_id,
+            attempt=self.start.attempt,
+            stream=stream,
+            offset=offset,
+            data=text,
+            at=time.time(),
+        )
+
+    # -- the pipeline ----------------------------------------------------------------------
+
+    def _send(self, subject: str, msg: msgspec.Struct, msg_id: str) -> None:
+        previous = self._last
+
+        async def after_previous() -> None:
+            if previous is not None:
+                await previous
+            await self._publish(subject, msg, msg_id)
+
+        self._last = asyncio.create_task(after_previous(), name=f"publish-{msg_id}")
+
+    async def _publish(self, subject: str, msg: msgspec.Struct, msg_id: str) -> None:
+        for attempt, delay in enumerate((*RETRY_S, None)):
+            try:
+                await self.bus.js_publish(subject, msg, msg_id=msg_id)
+                return
+            except Exception as exc:  # bus edge: retry while the connection recovers
+                if delay is None:
+                    raise
+                log.warning("publish %s failed (try %d): %s", msg_id, attempt + 1, exc)
+                await asyncio.sleep(delay)
+
+    async def drain(self) -> None:
+        """Wait until everything sent so far is acknowledged (raises if it could not be)."""
+        if self._last is not None:
+            await self._last
+
+    def abandon(self) -> None:
+        """Stop publishing (the gate is stopping; a restarted gate publishes again)."""
+        if self._last is not None:
+            self._last.cancel()

@@ -1,0 +1,252 @@
+"""One run from StartRun to RunEnded: stage in, launch, watch, stop, stage out (I/O).
+
+A supervisor resumes from the run's record, so the same code serves a fresh run and a run
+adopted after a gate restart; each phase reports its event again when resumed (the ids are
+deterministic, see ``gates.reporter``). The record is saved before each step that cannot be
+undone (launch, signal), so a restarted gate knows what happened. Cancelling a supervisor
+(the gate stops) leaves the job's processes running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+
+import msgspec
+
+from bus.connection import Bus
+from gates import records, staging
+from gates.base import ExitStatus, Gate, LaunchError, RunPaths, StagingError
+from gates.environment import hostfile_text, job_environment
+from gates.logs import OutputTail
+from gates.outcome import StopCause, Verdict, verdict
+from gates.records import Phase, RunRecord, StopInfo
+from gates.reporter import Note, RunReporter
+from gates.settings import RunnerSettings
+from schemas.gate import StopRun
+from schemas.jobs import FailReason, RunOutcome, StagedOutput
+from schemas.subjects import LogStream
+
+log = logging.getLogger("skyport.gates.supervisor")
+
+
+class RunSupervisor:
+    """Drives one run; ``request_stop`` may be called at any time from the command loop."""
+
+    def __init__(
+        self, bus: Bus, gate: Gate, paths: RunPaths, record: RunRecord, settings: RunnerSettings
+    ) -> None:
+        self.bus = bus
+        self.gate = gate
+        self.paths = paths
+        self.record = record
+        self.settings = settings
+        self.start = record.start
+        self.report = RunReporter(bus, gate.name, record.start)
+        self._stop_wanted = asyncio.Event()
+        self._stop_cmd: StopRun | None = None
+
+    def request_stop(self, cmd: StopRun) -> None:
+        """Ask for SIGTERM → grace → SIGKILL; the first request wins."""
+        if self._stop_cmd is None:
+            self._stop_cmd = cmd
+            self._stop_wanted.set()
+
+    # -- the phases ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run from the recorded phase to the end."""
+        try:
+            if self.record.phase is Phase.STAGING_IN:
+                await self._stage_in_and_launch()
+            if self.record.phase is Phase.LAUNCHING:
+                self._kill_leftovers()
+                detail = "the gate stopped while launching the run; its state is unknown"
+                await self._end(Verdict(RunOutcome.FAILED, FailReason.LAUNCH, None, detail))
+            if self.record.phase is Phase.RUNNING:
+                await self._watch()
+            if self.record.phase is Phase.STAGING_OUT:
+                await self._stage_out()
+        except asyncio.CancelledError:
+            self.report.abandon()
+            raise
+
+    async def _stage_in_and_launch(self) -> None:
+        if self._stop_cmd is not None:
+            await self._end(self._cancelled_before_start(self._stop_cmd))
+            return
+        inputs = self.start.spec.inputs
+        self.report.staging_in(f"{len(inputs)} input file(s)")
+        if inputs:
+            names = ", ".join(i.name for i in inputs[:10])
+            self.report.note(Note.STAGING_IN, f"staging in {len(inputs)} file(s): {names}")
+        try:
+            staging.prepare_workdir(self.paths)
+            await staging.stage_in(self.bus, inputs, self.paths.workdir)
+        except StagingError as err:
+            await self._end(Verdict(RunOutcome.FAILED, FailReason.STAGING, None, err.detail))
+            return
+        if self._stop_cmd is not None:
+            await self._end(self._cancelled_before_start(self._stop_cmd))
+            return
+        await self._launch()
+
+    @staticmethod
+    def _cancelled_before_start(cmd: StopRun) -> Verdict:
+        return Verdict(RunOutcome.CANCELLED, None, None, f"stopped ({cmd.reason}) before it ran")
+
+    async def _launch(self) -> None:
+        paths = self.paths
+        paths.script.write_text(self.start.spec.script)
+        paths.hostfile.write_text(hostfile_text(self.start))
+        env = job_environment(
+            self.start,
+            workdir=str(paths.workdir),
+            hostfile=str(paths.hostfile),
+            checkpoint_dir=str(paths.checkpoint),
+            host_env=os.environ,
+        )
+        self._save(phase=Phase.LAUNCHING)
+        try:
+            handle = await self.gate.launch(paths, env)
+        except LaunchError as err:
+            await self._end(Verdict(RunOutcome.FAILED, FailReason.LAUNCH, None, err.detail))
+            return
+        self._save(phase=Phase.RUNNING, handle=handle, started_at=time.time())
+
+    async def _watch(self) -> None:
+        """Wait for the exit, enforcing the time limit and stops, streaming the output."""
+        nodes = ",".join(n.node for n in self.start.allocation.nodes)
+        self.report.started(f"on {nodes}")
+        handle = self.record.handle
+        if handle is None:  # a record in this phase always has one; be safe on damage
+            self._save(phase=Phase.STAGING_OUT, exit=ExitStatus(code=None))
+            return
+        mark = records.stop_mark(self.paths)
+        if mark is not None:
+            self.request_stop(mark)
+        offsets = records.log_offsets(self.paths)
+        tails = {
+            stream: OutputTail(path, offsets.get(stream.value, 0))
+            for stream, path in (
+                (LogStream.STDOUT, self.paths.stdout),
+                (LogStream.STDERR, self.paths.stderr),
+            )
+        }
+        exited = asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._tail(tails, exited))
+            waiter = tg.create_task(self.gate.wait(handle, self.paths))
+            try:
+                await self._enforce(waiter)
+            finally:
+                exited.set()
+        # Not saved: a restarted gate finds the exit status in the run directory anyway.
+        self.record = msgspec.structs.replace(
+            self.record, phase=Phase.STAGING_OUT, exit=waiter.result()
+        )
+
+    async def _enforce(self, waiter: asyncio.Task[ExitStatus]) -> None:
+        stop = self.record.stop
+        if stop is None:
+            started = self.record.started_at or time.time()
+            deadline = started + self.start.spec.time_limit_s
+            stop_task = asyncio.ensure_future(self._stop_wanted.wait())
+            try:
+                await asyncio.wait(
+                    {waiter, stop_task},
+                    timeout=max(0.0, deadline - time.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                stop_task.cancel()
+            if waiter.done():
+                return
+            stop = self._begin_stop()
+            await self._signal(signal.SIGTERM)
+            self.report.note(Note.TERM, f"{stop.why}: SIGTERM, SIGKILL in {stop.grace_s:g} s")
+        remaining = stop.term_at + stop.grace_s - time.time()
+        await asyncio.wait({waiter}, timeout=max(0.0, remaining))
+        if not waiter.done():
+            await self._signal(signal.SIGKILL)
+            self.report.note(Note.KILL, f"still running {stop.grace_s:g} s after SIGTERM: SIGKILL")
+            await waiter
+
+    def _begin_stop(self) -> StopInfo:
+        cmd = self._stop_cmd
+        now = time.time()
+        if cmd is not None:
+            stop = StopInfo(
+                cause=StopCause.CANCEL, why=cmd.reason, grace_s=cmd.grace_s, term_at=now
+            )
+        else:
+            grace = self.settings.timeout_grace_s
+            stop = StopInfo(cause=StopCause.TIMEOUT, why="time limit", grace_s=grace, term_at=now)
+        self._save(stop=stop)
+        return stop
+
+    async def _signal(self, sig: signal.Signals) -> None:
+        handle = self.record.handle
+        if handle is not None:
+            await self.gate.signal(handle, self.paths, sig)
+
+    def _kill_leftovers(self) -> None:
+        """After a crash mid-launch the job may run without a handle: kill its group."""
+        try:
+            os.killpg(int(self.paths.job_pid.read_text().strip()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+    async def _stage_out(self) -> None:
+        exit_code = self.record.exit.code if self.record.exit else None
+        self.report.staging_out(exit_code)
+        staged, problems = await staging.stage_out(
+            self.bus, self.start.job_id, self.start.spec.outputs, self.paths
+        )
+        stop = self.record.stop
+        result = verdict(
+            exit_code,
+            stop.cause if stop else None,
+            stop.why if stop else "",
+            self.start.spec.time_limit_s,
+        )
+        if problems:
+            result = result._replace(
+                detail=f"{result.detail}; outputs missing: {'; '.join(problems)}"
+            )
+        await self._end(result, staged)
+
+    async def _end(self, result: Verdict, staged: list[StagedOutput] | None = None) -> None:
+        self.report.ended(result, tuple(staged or ()))
+        self.report.note(Note.ENDED, f"{result.outcome.value}: {result.detail}")
+        await self.report.drain()
+        self._save(phase=Phase.ENDED)
+        log.info("run %s ended: %s (%s)", self.paths.root.name, result.outcome, result.detail)
+
+    # -- output streaming ------------------------------------------------------------------
+
+    async def _tail(self, tails: dict[LogStream, OutputTail], exited: asyncio.Event) -> None:
+        """Publish new output every poll interval, and everything left once the run exits."""
+        while not exited.is_set():
+            await self._publish_output(tails, final=False)
+            try:
+                await asyncio.wait_for(exited.wait(), self.settings.log_poll_s)
+            except TimeoutError:
+                pass
+        await self._publish_output(tails, final=True)
+
+    async def _publish_output(self, tails: dict[LogStream, OutputTail], final: bool) -> None:
+        moved = False
+        for stream, tail in tails.items():
+            for offset, text, nbytes in tail.chunks(final):
+                await self.report.output(stream, offset, nbytes, text)
+                moved = True
+        if moved:
+            records.save_log_offsets(self.paths, {s.value: t.offset for s, t in tails.items()})
+
+    def _save(self, **changes: object) -> None:
+        self.record = msgspec.structs.replace(self.record, **changes)
+        records.save(self.paths, self.record)

@@ -1,0 +1,210 @@
+"""The scheduler's bus side: follow job events and gate heartbeats, run passes, send placements.
+
+The only I/O of the scheduler. Start-up replays both streams from their start into a fresh
+view (so a restarted scheduler knows every placement already made), waits until it has caught
+up, then runs a pass whenever the view changes (debounced by a few milliseconds) and at least
+every ``period_s``. Placements go to core as ``PlaceJobs`` requests under a fresh plan id;
+until the events confirm them they are in flight (scheduler.flights).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+
+from bus.connection import Bus, BusError, Delivery
+from scheduler.flights import Flights
+from scheduler.policy import Planner, greedy
+from scheduler.settings import Settings
+from scheduler.view import View
+from schemas import subjects
+from schemas.commands import PlaceJobs, Placement, PlaceReply, Rejected
+from schemas.events import AnyJobEvent
+from schemas.gate import AnyGateEvent
+from schemas.ids import MessageId, PlanId
+from schemas.subjects import CoreVerb
+
+log = logging.getLogger("skyport.scheduler")
+
+_job_decoder = msgspec.json.Decoder(AnyJobEvent)
+_gate_decoder = msgspec.json.Decoder(AnyGateEvent)
+PLACE = subjects.core_command(CoreVerb.PLACE)
+
+
+class _Subscription(Protocol):
+    async def unsubscribe(self, limit: int = 0) -> None: ...
+
+
+@dataclass(slots=True)
+class _CatchUp:
+    """Whether one replay has delivered everything that was in its stream."""
+
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: int = 0
+
+    def saw(self, pending: int) -> None:
+        self.seen += 1
+        if pending == 0:
+            self.done.set()
+
+    async def wait(self, quiet_s: float) -> None:
+        """Until the last message is in, or nothing came for ``quiet_s`` (empty stream)."""
+        while not self.done.is_set():
+            before = self.seen
+            try:
+                async with asyncio.timeout(quiet_s):
+                    await self.done.wait()
+            except TimeoutError:
+                if self.seen == before:
+                    self.done.set()
+
+
+class SchedulerService:
+    """Keeps the view and sends the planner's placements to core."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings | None = None,
+        planner: Planner = greedy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings or Settings()
+        self.planner = planner
+        self.clock = clock
+        self.view = View()
+        s = self.settings
+        self.flights = Flights(s.in_flight_s, s.backoff_s, s.backoff_max_s)
+        self.ready = asyncio.Event()
+        self.plans_sent = 0
+        self._changed = asyncio.Event()
+        self._jobs = _CatchUp()
+        self._gates = _CatchUp()
+
+    async def run(self) -> None:
+        """Follow the streams and place jobs until cancelled."""
+        subs = await self._follow()
+        try:
+            await asyncio.gather(
+                self._jobs.wait(self.settings.quiet_s), self._gates.wait(self.settings.quiet_s)
+            )
+            log.info(
+                "scheduler caught up: %d pending, %d active, %d gates",
+                len(self.view.pending),
+                len(self.view.active),
+                len(self.view.gates),
+            )
+            self.ready.set()
+            async with asyncio.TaskGroup() as tg:
+                await self._passes(tg)
+        finally:
+            for sub in subs:
+                await sub.unsubscribe()
+
+    async def _follow(self) -> list[_Subscription]:
+        """Subscribe to both replays, waiting for core to create the streams if need be."""
+        while True:
+            try:
+                jobs = await self.bus.replay(subjects.ALL_JOB_EVENTS, _job_decoder, self._on_job)
+                gates = await self.bus.replay(
+                    subjects.gate_events_of("*", "gate_capacity"), _gate_decoder, self._on_gate
+                )
+                return [jobs, gates]
+            except Exception as exc:  # start-up boundary: streams may not exist yet
+                log.warning("scheduler cannot follow the streams yet: %s", exc)
+                await asyncio.sleep(self.settings.retry_s)
+
+    async def _on_job(self, delivery: Delivery[AnyJobEvent]) -> None:
+        if self.view.apply_job_event(delivery.incoming.body):
+            self._changed.set()
+        self._jobs.saw(delivery.pending)
+
+    async def _on_gate(self, delivery: Delivery[AnyGateEvent]) -> None:
+        event, subject = delivery.incoming.body, delivery.incoming.subject
+        if subjects.parse(subject).a != event.gate:
+            log.warning("dropped %s: it names gate %r", subject, event.gate)
+        elif self.view.apply_gate_event(event):
+            self._changed.set()
+        self._gates.saw(delivery.pending)
+
+    async def _passes(self, tg: asyncio.TaskGroup) -> None:
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            try:
+                async with asyncio.timeout(self._idle_timeout()):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+            else:
+                await asyncio.sleep(self.settings.debounce_s)
+            self._changed.clear()
+            for batch in self.run_pass():
+                tg.create_task(self._send(batch))
+
+    def _idle_timeout(self) -> float:
+        now = self.clock()
+        deadline = self.flights.next_deadline(now)
+        wait = self.settings.period_s if deadline is None else deadline - now
+        return min(self.settings.period_s, max(0.005, wait))
+
+    def run_pass(self) -> list[list[Placement]]:
+        """One placement pass; returns the batches to send (already marked in flight)."""
+        now = self.clock()
+        self.flights.prune(self.view, now)
+        placements = self.planner(
+            self.view, now, self.flights.in_flight(), self.flights.backing_off(now)
+        )
+        self.flights.sent(placements, now)
+        size = self.settings.max_batch
+        return [placements[i : i + size] for i in range(0, len(placements), size)]
+
+    async def _send(self, placements: Sequence[Placement]) -> None:
+        plan_id = uuid.uuid4().hex
+        cmd = PlaceJobs(
+            id=MessageId(plan_id),
+            at=self.clock(),
+            plan_id=PlanId(plan_id),
+            placements=tuple(placements),
+        )
+        self.plans_sent += 1
+        try:
+            reply = await self.bus.request(PLACE, cmd, timeout=self.settings.request_timeout_s)
+        except BusError as exc:
+            log.warning("plan %s (%d jobs) unanswered: %s", plan_id, len(placements), exc)
+            return  # stays in flight until it expires; then a pass retries
+        except Exception:  # message-loop boundary: one lost request must not stop the passes
+            log.exception("plan %s failed", plan_id)
+            return
+        self._on_reply(plan_id, placements, reply)
+
+    def _on_reply(self, plan_id: str, placements: Sequence[Placement], reply: object) -> None:
+        now = self.clock()
+        match reply:
+            case PlaceReply(accepted=accepted, rejected=rejected):
+                self.flights.accepted(accepted, now)
+                for rejection in rejected:
+                    log.info(
+                        "plan %s: job %s rejected (%s): %s",
+                        plan_id,
+                        rejection.job_id,
+                        rejection.code,
+                        rejection.detail,
+                    )
+                    self.flights.rejected(rejection.job_id, now)
+                if rejected:
+                    self._changed.set()  # their resources are free again
+            case Rejected(code=code, detail=detail):
+                log.warning("plan %s refused (%s): %s", plan_id, code, detail)
+                for placement in placements:
+                    self.flights.rejected(placement.job_id, now)
+                self._changed.set()
+            case _:
+                log.warning("plan %s: unexpected reply %r", plan_id, reply)

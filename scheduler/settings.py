@@ -1,0 +1,29 @@
+"""Tunables of the scheduler service, read once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Timings (seconds) and batch sizes of the scheduler service."""
+
+    debounce_s: float = 0.002
+    """Wait this long after a change before a pass, so a burst of events makes one pass."""
+    period_s: float = 1.0
+    """Run a pass at least this often (gates that came back, expired back-offs)."""
+    quiet_s: float = 0.25
+    """A replay that delivers nothing for this long counts as caught up (empty stream)."""
+    request_timeout_s: float = 3.0
+    """How long to wait for core's PlaceReply."""
+    in_flight_s: float = 5.0
+    """How long a sent placement keeps its job and resources before a pass may retry it
+    (longer than ``request_timeout_s``, so a slow answer is not overtaken by a retry)."""
+    backoff_s: float = 0.25
+    """First back-off after core rejects a placement; doubles per rejection."""
+    backoff_max_s: float = 10.0
+    max_batch: int = 500
+    """Placements per PlaceJobs message (bounded so a message stays well under 1 MB)."""
+    retry_s: float = 0.5
+    """Pause before subscribing again when the streams do not exist yet."""

@@ -1,0 +1,253 @@
+"""The scheduler's view of the queue and of the gates, folded from events.
+
+Pure: no I/O and no clock (liveness is judged with a ``now`` passed in). The view is mutable
+for speed, since a fold over 10^5 events must not copy dictionaries, but it changes only
+through ``apply_job_event`` and ``apply_gate_event``. Core is the only writer of job facts;
+the view just follows them, and ``version`` counts the changes that are worth a new pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import assert_never
+
+import msgspec
+
+from schemas.events import (
+    AnyJobEvent,
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobHeld,
+    JobReleased,
+    JobRequeued,
+    JobScheduled,
+    JobStagingIn,
+    JobStagingOut,
+    JobStarted,
+    JobStopRequested,
+    JobSubmitted,
+)
+from schemas.gate import (
+    AnyGateEvent,
+    GateCapacity,
+    RunEnded,
+    RunStagingIn,
+    RunStagingOut,
+    RunStarted,
+)
+from schemas.ids import GateName, JobId, UserName
+from schemas.jobs import Allocation, JobSpec, NodeShape
+
+LIVENESS_INTERVALS = 3.0
+"""A gate is live while its last heartbeat is at most this many intervals old."""
+
+_NOT_NUMERIC = 1 << 62
+
+
+class PendingJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job waiting for a placement; ``held`` ones are not placeable."""
+
+    job_id: JobId
+    owner: UserName
+    spec: JobSpec
+    attempt: int = 1
+    held: bool = False
+    arrival: int = 0
+
+    @property
+    def rank(self) -> tuple[int, int, int]:
+        """Sort key: priority descending, then FIFO by numeric job id, then arrival."""
+        number = int(self.job_id) if self.job_id.isdigit() else _NOT_NUMERIC
+        return (-self.spec.priority, number, self.arrival)
+
+
+class ActiveJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job holding an allocation, from JobScheduled until it ends or is requeued."""
+
+    job_id: JobId
+    owner: UserName
+    spec: JobSpec
+    attempt: int
+    allocation: Allocation
+    since: float
+    stopping: bool = False
+    arrival: int = 0
+
+    @property
+    def expected_end(self) -> float:
+        """When the allocation should be free again, by the job's time limit."""
+        return self.since + self.spec.time_limit_s
+
+
+class GateInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What a gate last said it has, and when."""
+
+    gate: GateName
+    nodes: tuple[NodeShape, ...]
+    interval_s: float
+    last_seen: float
+
+    def is_live(self, now: float) -> bool:
+        return now - self.last_seen <= LIVENESS_INTERVALS * self.interval_s
+
+
+class View:
+    """Pending and active jobs and the gates' nodes, as the events tell them."""
+
+    def __init__(self) -> None:
+        self.pending: dict[JobId, PendingJob] = {}
+        self.active: dict[JobId, ActiveJob] = {}
+        self.gates: dict[GateName, GateInfo] = {}
+        self.version = 0
+        self._arrivals = 0
+
+    def live_gates(self, now: float) -> list[GateInfo]:
+        """Gates that reported recently enough, in name order."""
+        return [g for _, g in sorted(self.gates.items()) if g.is_live(now)]
+
+    def apply_gate_event(self, event: AnyGateEvent) -> bool:
+        """Fold one gate event; return whether the view changed in a way worth a pass."""
+        match event:
+            case GateCapacity():
+                return self._on_capacity(event)
+            case RunStagingIn() | RunStarted() | RunStagingOut() | RunEnded():
+                return False  # core turns these into job events, which the view follows
+            case _:
+                assert_never(event)
+
+    def _on_capacity(self, event: GateCapacity) -> bool:
+        old = self.gates.get(event.gate)
+        if old is not None and old.last_seen > event.at:
+            return False  # an older heartbeat than the one we have
+        self.gates[event.gate] = GateInfo(
+            gate=event.gate,
+            nodes=_unique(event.nodes),
+            interval_s=event.interval_s,
+            last_seen=event.at,
+        )
+        changed = (
+            old is None
+            or not old.is_live(event.at)  # back after silence
+            or old.nodes != event.nodes
+            or old.interval_s != event.interval_s
+        )
+        return self._bump(changed)
+
+    def apply_job_event(self, event: AnyJobEvent) -> bool:
+        """Fold one job event; return whether the view changed in a way worth a pass."""
+        match event:
+            case JobSubmitted():
+                return self._on_submitted(event)
+            case JobHeld() | JobReleased():
+                return self._on_hold(event.job_id, held=isinstance(event, JobHeld))
+            case JobScheduled():
+                return self._on_scheduled(event)
+            case JobStarted():
+                return self._on_started(event)
+            case JobStagingIn() | JobStagingOut():
+                return False
+            case JobStopRequested():
+                return self._on_stop_requested(event)
+            case JobCompleted() | JobFailed() | JobCancelled():
+                return self._on_ended(event)
+            case JobRequeued():
+                return self._on_requeued(event)
+            case _:
+                assert_never(event)
+
+    def _bump(self, changed: bool) -> bool:
+        if changed:
+            self.version += 1
+        return changed
+
+    def _on_submitted(self, event: JobSubmitted) -> bool:
+        if event.job_id in self.pending or event.job_id in self.active:
+            return False  # a redelivered submission
+        self._arrivals += 1
+        self.pending[event.job_id] = PendingJob(
+            job_id=event.job_id, owner=event.owner, spec=event.spec, arrival=self._arrivals
+        )
+        return self._bump(True)
+
+    def _on_hold(self, job_id: JobId, held: bool) -> bool:
+        job = self.pending.get(job_id)
+        if job is None or job.held == held:
+            return False
+        self.pending[job_id] = msgspec.structs.replace(job, held=held)
+        return self._bump(True)
+
+    def _on_scheduled(self, event: JobScheduled) -> bool:
+        job = self.pending.pop(event.job_id, None)
+        if job is None:
+            return False  # unknown (submitted before the stream's retention) or duplicate
+        self.active[event.job_id] = ActiveJob(
+            job_id=job.job_id,
+            owner=job.owner,
+            spec=job.spec,
+            attempt=event.attempt,
+            allocation=event.allocation,
+            since=event.at,
+            arrival=job.arrival,
+        )
+        return self._bump(True)
+
+    def _on_started(self, event: JobStarted) -> bool:
+        job = self.active.get(event.job_id)
+        if job is not None and job.attempt == event.attempt:
+            # The time limit runs from the start, so the end estimate moves; not worth a pass.
+            self.active[event.job_id] = msgspec.structs.replace(job, since=max(job.since, event.at))
+        return False
+
+    def _on_stop_requested(self, event: JobStopRequested) -> bool:
+        job = self.active.get(event.job_id)
+        if job is not None and job.attempt == event.attempt:
+            self.active[event.job_id] = msgspec.structs.replace(job, stopping=True)
+        return False  # the allocation stays taken until the run has ended
+
+    def _on_ended(self, event: JobCompleted | JobFailed | JobCancelled) -> bool:
+        active = self.active.get(event.job_id)
+        stale = isinstance(event, JobCompleted | JobFailed) and (
+            active is not None and active.attempt != event.attempt
+        )
+        if stale:
+            return False
+        gone = self.pending.pop(event.job_id, None) is not None
+        gone = self.active.pop(event.job_id, None) is not None or gone
+        return self._bump(gone)
+
+    def _on_requeued(self, event: JobRequeued) -> bool:
+        active = self.active.pop(event.job_id, None)
+        pending = self.pending.get(event.job_id)
+        base = active if active is not None else pending
+        if base is None:
+            return False
+        self.pending[event.job_id] = PendingJob(
+            job_id=base.job_id,
+            owner=base.owner,
+            spec=base.spec,
+            attempt=event.restart_count + 1,
+            arrival=base.arrival,
+        )
+        return self._bump(True)
+
+
+def _unique(nodes: tuple[NodeShape, ...]) -> tuple[NodeShape, ...]:
+    """Keep the first node of each name: names identify nodes in allocations."""
+    seen: set[str] = set()
+    out: list[NodeShape] = []
+    for node in nodes:
+        if node.name not in seen:
+            seen.add(node.name)
+            out.append(node)
+    return tuple(out)
+
+
+def fold(job_events: Iterable[AnyJobEvent], gate_events: Iterable[AnyGateEvent] = ()) -> View:
+    """A view of the given events, applied in order (for tests and tools)."""
+    view = View()
+    for gate_event in gate_events:
+        view.apply_gate_event(gate_event)
+    for job_event in job_events:
+        view.apply_job_event(job_event)
+    return view

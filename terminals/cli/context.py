@@ -1,0 +1,63 @@
+"""What every command needs: the state directory, the user, and a way to reach core.
+
+Light on purpose: request/reply goes through ``bus.quick`` (no ``nats`` import); commands
+that stream or move files open the async client themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from bus.deployment import DeploymentError, DeploymentInfo, StateDir
+from schemas.commands import Accepted, AnyCommand, GetJob, JobDetail, JobPage, ListJobs
+from schemas.subjects import command_subject, query_subject
+from terminals.client import requests
+from terminals.client.errors import ClientError, NotRunningError
+from terminals.client.locate import running
+
+R = TypeVar("R", Accepted, JobPage, JobDetail)
+
+
+@dataclass
+class Context:
+    """The resolved global options of one ``skyport`` invocation."""
+
+    state: StateDir
+    user: str
+    autostart: bool = True
+    _info: DeploymentInfo | None = field(default=None, repr=False)
+
+    def deployment(self) -> DeploymentInfo:
+        """The running deployment; started (detached) first when none is running."""
+        if self._info is not None:
+            return self._info
+        info = running(self.state)
+        if info is None:
+            if not self.autostart:
+                raise NotRunningError(f"Sky Port is not running for {self.state.root}")
+            from terminals.cli.deployment import start_detached
+
+            print(f"skyport: starting Sky Port in {self.state.root}", file=sys.stderr)
+            info = start_detached(self.state, self.user, [])
+        self._info = info
+        return info
+
+    def ask(self, msg: AnyCommand | ListJobs | GetJob, kind: type[R], timeout: float = 10.0) -> R:
+        """Send a command or query to core over the quick path; the reply as ``kind``."""
+        from bus.quick import QuickConnectError, QuickError, QuickTimeoutError, request
+
+        info = self.deployment()
+        subject = query_subject(msg) if isinstance(msg, ListJobs | GetJob) else command_subject(msg)
+        try:
+            signer, roster = self.state.load_signer(self.user), self.state.load_roster()
+        except DeploymentError as exc:
+            raise ClientError(str(exc)) from exc
+        try:
+            reply = request(info.nats_url, signer, roster, subject, msg, timeout)
+        except (QuickConnectError, QuickTimeoutError) as exc:
+            raise NotRunningError(str(exc)) from exc
+        except QuickError as exc:
+            raise ClientError(str(exc)) from exc
+        return requests.expect(reply, kind)

@@ -1,0 +1,204 @@
+"""The ``skyport`` command: argument parsing and dispatch, with errors mapped to exit codes.
+
+Exit codes: 0 ok, 1 the operation was refused or failed, 2 bad usage or input, 3 no
+deployment reachable. Command modules are imported only when their command runs, so that
+``skyport jobs`` loads neither ``nats`` nor asyncio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+# command → (module, function)
+HANDLERS: dict[str, tuple[str, str]] = {
+    "up": ("deployment", "up"),
+    "down": ("deployment", "down"),
+    "status": ("deployment", "status"),
+    "submit": ("streams", "submit"),
+    "jobs": ("commands", "jobs"),
+    "show": ("commands", "show"),
+    "logs": ("streams", "logs"),
+    "cancel": ("commands", "control"),
+    "requeue": ("commands", "control"),
+    "hold": ("commands", "control"),
+    "release": ("commands", "control"),
+    "events": ("streams", "events"),
+    "fetch": ("streams", "fetch"),
+}
+STATES = (
+    "pending",
+    "scheduled",
+    "provisioning",
+    "staging_in",
+    "running",
+    "staging_out",
+    "completed",
+    "failed",
+    "cancelled",
+)
+
+
+def _states(text: str) -> list[str]:
+    found = [s.strip().lower() for s in text.split(",") if s.strip()]
+    for s in found:
+        if s not in STATES:
+            raise argparse.ArgumentTypeError(f"unknown state {s!r} (one of {', '.join(STATES)})")
+    return found
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _add_submit_options(p: argparse.ArgumentParser) -> None:
+    from terminals.cli.directives import OPTIONS
+
+    group = p.add_argument_group(
+        "job options (the same as #SKYPORT directives; they override the script's)"
+    )
+    for option in OPTIONS:
+        flags = [f"--{option.long}"] + ([f"-{option.short}"] if option.short else [])
+        group.add_argument(
+            *flags,
+            dest="opt_" + option.long.replace("-", "_"),
+            action="append",
+            metavar="VALUE",
+            help=option.help + (" (repeatable)" if option.repeat != "replace" else ""),
+        )
+
+
+def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; without ``submit_options`` it skips loading the directive table
+    (other commands do not need it, and ``skyport jobs`` must start fast)."""
+    parser = argparse.ArgumentParser(
+        prog="skyport",
+        description="Sky Port: submit and manage HPC jobs on this machine and beyond.",
+        epilog="Exit codes: 0 ok, 1 refused or failed, 2 bad usage or input, "
+        "3 Sky Port not reachable. See docs/cli.md.",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="state directory (default: $SKYPORT_HOME, else $XDG_DATA_HOME/skyport)",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="NAME",
+        help="act as this identity of the state directory (default: $SKYPORT_USER, else "
+        "the login name)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("up", help="start the embedded deployment")
+    p.add_argument("--detach", "-d", action="store_true", help="run in the background")
+    p.add_argument("--nodes", type=_positive, help="virtual nodes of the local gate")
+    p.add_argument("--cpus", type=_positive, help="CPUs per virtual node of the local gate")
+    p.add_argument("--memory-mb", type=_positive, help="memory (MB) per virtual node")
+
+    sub.add_parser("down", help="stop the embedded deployment")
+
+    p = sub.add_parser("status", help="what runs: NATS URL, state dir, components")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("submit", help="submit a job script")
+    p.add_argument("script", metavar="SCRIPT", help="the job script (with #SKYPORT directives)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--follow", "-f", action="store_true", help="stream its log until it ends")
+    mode.add_argument("--wait", "-W", action="store_true", help="wait; exit with its exit code")
+    p.add_argument("--json", action="store_true", help="print the job id as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="with --follow/--wait: no banner")
+    if submit_options:
+        _add_submit_options(p)
+
+    p = sub.add_parser("jobs", help="list jobs (yours, active ones, unless told otherwise)")
+    p.add_argument("--all", "-a", action="store_true", help="include finished jobs")
+    p.add_argument(
+        "--state", "-s", type=_states, action="extend", metavar="S[,S...]", help="only these states"
+    )
+    p.add_argument("--user", "-u", dest="user_filter", metavar="USER", help="jobs of this user")
+    p.add_argument("--all-users", action="store_true", help="jobs of every user (admins)")
+    p.add_argument("--name", "-n", metavar="NAME", help="only jobs with this name")
+    p.add_argument("--json", action="store_true", help="print JSON (a list of job summaries)")
+
+    p = sub.add_parser("show", help="one job in detail, with its transition history")
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("logs", help="a job's output (stdout, stderr, Sky Port messages)")
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--follow", "-f", action="store_true", help="keep streaming until it ends")
+
+    for verb, text in (
+        ("cancel", "cancel jobs"),
+        ("requeue", "put jobs back in the queue"),
+        ("hold", "keep pending jobs from starting"),
+        ("release", "let held jobs start"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("jobs", metavar="JOB", nargs="+")
+        p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+
+    p = sub.add_parser("events", help="the verified job event stream")
+    p.add_argument("--follow", "-f", action="store_true", help="keep streaming new events")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--job", metavar="JOB", help="only this job's events")
+    p.add_argument("--all-users", action="store_true", help="every user's jobs (admins)")
+
+    p = sub.add_parser("fetch", help="download a job's staged outputs")
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("dest", metavar="DEST", nargs="?", default=".", help="directory (default .)")
+    return parser
+
+
+def _handler(command: str) -> Callable[..., int]:
+    module, function = HANDLERS[command]
+    handler: Callable[..., int] = getattr(
+        importlib.import_module(f"terminals.cli.{module}"), function
+    )
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``skyport`` command; return its exit code."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(submit_options="submit" in words).parse_args(words)
+    from schemas.ids import InvalidTokenError
+    from schemas.jobs import StagedPathError
+    from terminals.cli.context import Context
+    from terminals.cli.errors import UsageError
+    from terminals.client.errors import ClientError, NotRunningError
+    from terminals.client.locate import default_user, state_dir, token_of
+
+    ctx = Context(
+        state=state_dir(args.state_dir),
+        user=token_of(args.identity) if args.identity else default_user(),
+    )
+    try:
+        return _handler(args.command)(ctx, args)
+    except (UsageError, InvalidTokenError, StagedPathError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except NotRunningError as exc:
+        return _fail(EXIT_UNREACHABLE, str(exc))
+    except ClientError as exc:
+        return _fail(EXIT_FAILED, str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (| head): not an error worth a traceback
+        return EXIT_OK
+
+
+def _fail(code: int, reason: str) -> int:
+    print(f"skyport: {reason}", file=sys.stderr)
+    return code

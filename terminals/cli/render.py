@@ -1,0 +1,115 @@
+"""How results look: tables and text for people, JSON for programs. Pure: values in, str out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from schemas.commands import JobDetail
+from schemas.jobs import JobSummary
+
+_encoder = msgspec.json.Encoder()
+
+
+def to_json(value: Any) -> str:
+    """One JSON document (msgspec structs, lists, dicts), no trailing newline."""
+    return _encoder.encode(value).decode()
+
+
+def when(at: float | None) -> str:
+    if not at:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def duration(seconds: float) -> str:
+    """Slurm style: [D-]HH:MM:SS."""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{text}" if days else text
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces; no trailing blanks."""
+    body = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(row[i]) for row in body) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in body
+    ]
+    return "\n".join(lines)
+
+
+def state_text(job: JobSummary) -> str:
+    return f"{job.state.value}({job.reason})" if job.reason else job.state.value
+
+
+JOB_HEADER = ("JOBID", "NAME", "USER", "STATE", "NODES", "GATE", "RESTARTS", "EXIT", "SUBMITTED")
+
+
+def job_row(job: JobSummary) -> list[str]:
+    return [
+        job.job_id,
+        job.name,
+        job.owner,
+        state_text(job),
+        str(job.nodes),
+        job.gate or "-",
+        str(job.restart_count),
+        "-" if job.exit_code is None else str(job.exit_code),
+        when(job.submitted_at),
+    ]
+
+
+def jobs_table(jobs: Sequence[JobSummary]) -> str:
+    if not jobs:
+        return "no jobs"
+    return table(JOB_HEADER, (job_row(j) for j in jobs))
+
+
+def job_detail(detail: JobDetail) -> str:
+    """``skyport show``: the summary, the request, where it ran, outputs and the history."""
+    s, spec = detail.summary, detail.spec
+    lines = [
+        f"Job {s.job_id}  {s.name}",
+        f"  owner:      {s.owner}",
+        f"  state:      {state_text(s)}" + (f"  {s.detail}" if s.detail else ""),
+        f"  submitted:  {when(s.submitted_at)}",
+        f"  started:    {when(s.started_at)}",
+        f"  ended:      {when(s.ended_at)}",
+        f"  exit code:  {'-' if s.exit_code is None else s.exit_code}",
+        f"  restarts:   {s.restart_count}",
+        f"  priority:   {s.priority}",
+        f"  request:    {spec.nodes} node(s) x {spec.tasks_per_node} task(s) x "
+        f"{spec.cpus_per_task} cpu(s), {spec.memory_mb_per_node} MB, "
+        f"{spec.gpus_per_node} gpu(s) per node, time limit {duration(spec.time_limit_s)}",
+        f"  gate:       {s.gate or spec.gate or '-'}",
+    ]
+    if detail.allocation is not None:
+        nodes = ", ".join(
+            f"{n.node}@{n.host}({n.cpus} cpu, {n.memory_mb} MB"
+            + (f", gpus {','.join(map(str, n.gpus))}" if n.gpus else "")
+            + ")"
+            for n in detail.allocation.nodes
+        )
+        lines.append(f"  allocation: {detail.allocation.gate}: {nodes}")
+    if spec.inputs:
+        lines.append("  inputs:     " + ", ".join(i.name for i in spec.inputs))
+    if spec.outputs:
+        lines.append("  outputs:    " + ", ".join(spec.outputs))
+    if detail.outputs:
+        lines.append("  staged out: " + ", ".join(f"{o.name} ({o.size} B)" for o in detail.outputs))
+    lines.append("")
+    lines.append("History:")
+    rows = (
+        [str(t.seq), when(t.at), t.event, t.state.value, t.reason or "-", t.detail]
+        for t in detail.history
+    )
+    lines.append(table(("SEQ", "AT", "EVENT", "STATE", "REASON", "DETAIL"), rows))
+    return "\n".join(lines)

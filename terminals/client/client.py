@@ -1,0 +1,249 @@
+"""The async Python client of Sky Port: submit, list, watch, control and fetch jobs.
+
+The only I/O shell of ``terminals.client``: everything goes through a signed ``bus`` connection
+as one user identity; messages are built by ``terminals.client.requests``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import aclosing
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from bus.connection import Bus, BusError, Delivery
+from bus.deployment import DeploymentError
+from bus.objects import ObjectError, get_file, put_file
+from schemas import subjects
+from schemas.commands import Accepted, AnyReply, GetJob, JobDetail, JobPage, ListJobs
+from schemas.events import AnyJobEvent, JobCancelled, JobCompleted, JobFailed
+from schemas.gate import LogChunk
+from schemas.ids import JobId
+from schemas.jobs import TERMINAL_STATES, JobSpec, JobState, JobSummary, StagedInput
+from terminals.client import requests
+from terminals.client.errors import ClientError, NotRunningError, StagingError
+from terminals.client.locate import default_user, require_running, state_dir
+from terminals.client.logtail import LogTail
+from terminals.client.staging import prepare_target
+
+T = TypeVar("T")
+_event_decoder = msgspec.json.Decoder(AnyJobEvent)
+_log_decoder = msgspec.json.Decoder(LogChunk)
+TERMINAL_EVENTS = (JobCompleted, JobFailed, JobCancelled)
+EMPTY_WAIT_S = 0.5  # a replay that yields nothing this long is taken as empty
+IDLE_S = 5.0  # a non-following replay stops after this long without a message
+
+
+class Client:
+    """A signed connection for one user. Build it with ``await Client.connect(...)``."""
+
+    def __init__(self, bus: Bus, user: str, timeout: float = 10.0) -> None:
+        self.bus = bus
+        self.user = user
+        self.timeout = timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        state_dir_path: Path | str | None = None,
+        identity: str | None = None,
+        nats_url: str | None = None,
+        timeout: float = 10.0,
+    ) -> Client:
+        """Connect as ``identity`` (default: the login name) to the deployment of a state dir."""
+        state = state_dir(state_dir_path)
+        user = identity or default_user()
+        url = nats_url or require_running(state).nats_url
+        try:
+            signer, roster = state.load_signer(user), state.load_roster()
+        except DeploymentError as exc:
+            raise ClientError(str(exc)) from exc
+        try:
+            bus = await Bus.connect(url, signer, roster, f"client-{user}", connect_timeout=3)
+        except Exception as exc:  # the edge of nats: any connect failure means unreachable
+            raise NotRunningError(f"cannot reach NATS at {url}: {exc}") from exc
+        return cls(bus, user, timeout)
+
+    async def close(self) -> None:
+        await self.bus.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- request/reply -------------------------------------------------------------------------
+
+    async def _ask(self, subject: str, msg: msgspec.Struct) -> AnyReply:
+        try:
+            return await self.bus.request(subject, msg, timeout=self.timeout)
+        except BusError as exc:
+            raise NotRunningError(str(exc)) from exc
+
+    async def submit(self, spec: JobSpec) -> JobId:
+        """Submit ``spec``; return the new job's id. Raises RejectedError if core refuses."""
+        cmd = requests.submit(spec)
+        accepted = requests.expect(await self._ask(subjects.command_subject(cmd), cmd), Accepted)
+        if accepted.job_id is None:
+            raise ClientError("core accepted the job without naming it")
+        return accepted.job_id
+
+    async def _control(self, verb: str, job_id: str) -> str:
+        cmd = requests.job_command(verb, job_id)
+        reply = await self._ask(subjects.command_subject(cmd), cmd)
+        return requests.expect(reply, Accepted).detail
+
+    async def cancel(self, job_id: str) -> str:
+        return await self._control("cancel", job_id)
+
+    async def requeue(self, job_id: str) -> str:
+        return await self._control("requeue", job_id)
+
+    async def hold(self, job_id: str) -> str:
+        return await self._control("hold", job_id)
+
+    async def release(self, job_id: str) -> str:
+        return await self._control("release", job_id)
+
+    async def _query(self, query: ListJobs | GetJob) -> AnyReply:
+        return await self._ask(subjects.query_subject(query), query)
+
+    async def jobs(
+        self,
+        states: Iterable[JobState] = (),
+        all: bool = False,
+        user: str | None = None,
+        name: str | None = None,
+    ) -> list[JobSummary]:
+        """Jobs in submission order (active ones unless ``all``), every page of them."""
+        found: list[JobSummary] = []
+        after: JobId | None = None
+        while True:
+            query = requests.list_jobs(states, all, user, name, after)
+            page = requests.expect(await self._query(query), JobPage)
+            found.extend(page.jobs)
+            if page.next_after is None or not page.jobs:
+                return found
+            after = page.next_after
+
+    async def job(self, job_id: str) -> JobDetail:
+        """Everything about one job, with its transition history."""
+        return requests.expect(await self._query(requests.get_job(job_id)), JobDetail)
+
+    # -- streams -------------------------------------------------------------------------------
+
+    async def _replay(
+        self,
+        filter_subject: str,
+        decoder: msgspec.json.Decoder[T],
+        follow: bool,
+        until: Callable[[], Awaitable[object]] | None = None,
+    ) -> AsyncGenerator[T, None]:
+        """Messages of a stream from its start; stop when caught up unless ``follow``.
+
+        When following with ``until``, stop once ``until`` is done and the stream is drained.
+        """
+        queue: asyncio.Queue[tuple[T, int]] = asyncio.Queue()
+
+        async def on_delivery(delivery: Delivery[T]) -> None:
+            await queue.put((delivery.incoming.body, delivery.pending))
+
+        try:
+            sub = await self.bus.replay(filter_subject, decoder, on_delivery)
+        except Exception as exc:  # the edge of nats: no stream yet, no JetStream, ...
+            raise NotRunningError(f"cannot read {filter_subject}: {exc}") from exc
+        done = asyncio.ensure_future(until()) if until is not None else None
+        try:
+            seen = False
+            while True:
+                following = follow and (done is None or not done.done())
+                wait = 0.5 if following else (IDLE_S if seen else EMPTY_WAIT_S)
+                try:
+                    body, pending = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    if following:
+                        continue
+                    return
+                seen = True
+                yield body
+                if pending == 0 and not (follow and (done is None or not done.done())):
+                    return
+        finally:
+            if done is not None:
+                done.cancel()
+                if done.done() and not done.cancelled():
+                    done.exception()  # retrieved: a failed watch only ends the following
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection is closing: the subscription goes with it
+                pass
+
+    def events(
+        self, follow: bool = False, owner: str = "*", job_id: str = "*"
+    ) -> AsyncIterator[AnyJobEvent]:
+        """The verified job events (all, one owner's, or one job's), oldest first."""
+        return self._replay(subjects.job_events_of(owner, job_id), _event_decoder, follow)
+
+    async def logs(
+        self, job_id: str, owner: str | None = None, follow: bool = False
+    ) -> AsyncGenerator[LogChunk, None]:
+        """A job's log chunks (stdout, stderr, system); ``follow`` until the job has ended."""
+        if owner is None:
+            owner = (await self.job(job_id)).summary.owner
+        until = (lambda: self.wait(job_id, owner)) if follow else None
+        tail = LogTail()
+        filter_subject = subjects.logs_of(owner, job_id)
+        async with aclosing(self._replay(filter_subject, _log_decoder, follow, until)) as chunks:
+            async for chunk in chunks:
+                fresh = tail.new_part(chunk)
+                if fresh is not None:
+                    yield fresh
+
+    async def wait(self, job_id: str, owner: str | None = None) -> JobDetail:
+        """Wait until the job is completed, failed or cancelled; return its detail."""
+        detail = await self.job(job_id)
+        if detail.summary.state in TERMINAL_STATES:
+            return detail
+        filter_subject = subjects.job_events_of(owner or detail.summary.owner, job_id)
+        async with aclosing(self._replay(filter_subject, _event_decoder, follow=True)) as events:
+            async for event in events:
+                if isinstance(event, TERMINAL_EVENTS):
+                    detail = await self.job(job_id)
+                    if detail.summary.state in TERMINAL_STATES:
+                        return detail
+        raise ClientError(f"stopped watching job {job_id} before it ended")
+
+    # -- files ---------------------------------------------------------------------------------
+
+    async def stage_inputs(self, files: Iterable[tuple[Path, str]]) -> tuple[StagedInput, ...]:
+        """Upload local files for a submission; return them as the spec's inputs."""
+        prefix = subjects.upload_prefix(self.user, uuid.uuid4().hex)
+        staged: list[StagedInput] = []
+        for local, name in files:
+            if not local.is_file():
+                raise StagingError(f"input {local} is not a readable file")
+            try:
+                size, digest = await put_file(self.bus.js, prefix + name, local)
+            except OSError as exc:
+                raise StagingError(f"cannot upload {local}: {exc}") from exc
+            staged.append(StagedInput(name=name, obj=prefix + name, size=size, sha256=digest))
+        return tuple(staged)
+
+    async def fetch(self, job_id: str, dest: Path | str = ".") -> list[Path]:
+        """Download the job's staged outputs under ``dest``; return the written paths."""
+        root = Path(dest)
+        root.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for out in (await self.job(job_id)).outputs:
+            target = prepare_target(root, out.name)
+            try:
+                await get_file(self.bus.js, out.obj, target, out.sha256)
+            except ObjectError as exc:
+                raise StagingError(str(exc)) from exc
+            written.append(target)
+        return written

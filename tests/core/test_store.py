@@ -1,0 +1,121 @@
+"""Store tests on a temporary SQLite file: concurrency, inbox, snapshots, projections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from core.batch import Commit, State, Working, apply, decide_command
+from core.job import Actor, replay
+from core.store import ConcurrencyError, Store
+from schemas.commands import Accepted, CancelJob, HoldJob, SubmitJob
+from schemas.ids import JobId, MessageId, UserName
+from schemas.jobs import JobSpec, JobState
+
+ALICE = Actor(name=UserName("alice"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'core.db'}")
+    yield s
+    s.close()
+
+
+def submit(i: int) -> SubmitJob:
+    return SubmitJob(id=MessageId(f"s{i}"), at=1.0, spec=JobSpec(script="x", name=f"n{i % 2}"))
+
+
+def batch(store: Store, state: State, commands: list[SubmitJob | CancelJob | HoldJob]) -> Commit:
+    work = Working(state, {}, 5.0)
+    for i, cmd in enumerate(commands):
+        work.mark(f"k{cmd.id}", decide_command(work, ALICE, cmd))
+        assert i < len(commands)
+    store.commit(work.commit)
+    apply(state, work.commit)
+    return work.commit
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_a_second_append_of_the_same_version_is_a_concurrency_error(store: Store) -> None:
+    state = State()
+    commit = batch(store, state, [submit(1)])
+    with pytest.raises(ConcurrencyError):
+        store.commit(Commit(events=commit.events))
+    assert len(store.events_after(0, 100)) == 1
+
+
+def test_a_failed_commit_writes_nothing(store: Store) -> None:
+    state = State()
+    first = batch(store, state, [submit(1)])
+    work = Working(state, {}, 6.0)
+    decide_command(work, ALICE, submit(2))
+    work.commit.events.extend(first.events)  # a conflicting event in the same transaction
+    with pytest.raises(ConcurrencyError):
+        store.commit(work.commit)
+    assert store.last_job_id() == 1
+    assert len(store.events_after(0, 100)) == 1
+
+
+def test_inbox_returns_the_stored_reply_of_a_seen_key(store: Store) -> None:
+    batch(store, State(), [submit(1)])
+    seen, _ = store.lookup(["ks1", "ks2"], [])
+    assert list(seen) == ["ks1"]
+    assert b'"job_id":"1"' in seen["ks1"]
+
+
+def test_snapshot_reload_equals_replay(store: Store) -> None:
+    state = State()
+    batch(store, state, [submit(i) for i in range(1, 6)])
+    batch(
+        store,
+        state,
+        [
+            HoldJob(id=MessageId("h"), at=2.0, job_id=JobId("2")),
+            CancelJob(id=MessageId("c"), at=2.0, job_id=JobId("3")),
+        ],
+    )
+    loaded = {j.job_id: j for j in store.load_active()}
+    assert set(loaded) == {"1", "2", "4", "5"}
+    assert loaded == state.jobs
+    for job_id, job in loaded.items():
+        assert replay(store.job_events(job_id)) == job
+    assert store.snapshot(JobId("3")) == replay(store.job_events(JobId("3")))
+    assert store.last_job_id() == 5
+
+
+def test_list_jobs_filters_by_state_user_name_and_pages(store: Store) -> None:
+    state = State()
+    batch(store, state, [submit(i) for i in range(1, 13)])
+    batch(store, state, [CancelJob(id=MessageId("c"), at=2.0, job_id=JobId("10"))])
+    assert len(store.list_jobs((), False, None, None, 0, 100)) == 11
+    assert len(store.list_jobs((), True, None, None, 0, 100)) == 12
+    assert len(store.list_jobs((JobState.CANCELLED,), False, None, None, 0, 100)) == 1
+    assert len(store.list_jobs((), True, "bob", None, 0, 100)) == 0
+    assert len(store.list_jobs((), True, None, "n1", 0, 100)) == 6
+    page = store.list_jobs((), True, None, None, 9, 2)
+    assert len(page) == 3 and b'"job_id":"10"' in page[0]  # numeric order, one extra row
+
+
+def test_the_relay_cursor_persists(store: Store) -> None:
+    assert store.cursor("events") == 0
+    store.set_cursor("events", 7)
+    store.set_cursor("events", 9)
+    assert store.cursor("events") == 9
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from cursors")).scalar() == 1
+
+
+def test_accepted_submissions_get_sequential_ids(store: Store) -> None:
+    state = State(last_job_id=store.last_job_id())
+    work = Working(state, {}, 1.0)
+    replies = [decide_command(work, ALICE, submit(i)) for i in range(3)]
+    assert [r.job_id for r in replies if isinstance(r, Accepted)] == ["1", "2", "3"]

@@ -1,0 +1,76 @@
+"""Crash safety of the local gate: runs outlive the gate, are adopted, reported once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bus.connection import Bus
+from bus.deployment import StateDir
+from schemas.gate import RunEnded, RunStarted
+from schemas.jobs import JobSpec, RunOutcome
+from schemas.subjects import LogStream
+from tests.gates.conftest import GateProcess, Reports, run_dir, send, start_run, stop_run
+
+TAGS = ["run_staging_in", "run_started", "run_staging_out", "run_ended"]
+
+
+async def test_a_run_survives_a_gate_restart_and_is_reported_once(
+    core_bus: Bus, gate: GateProcess, reports: Reports
+) -> None:
+    script = "echo before\nsleep 1\necho after\necho done > result.txt\n"
+    run = start_run(JobSpec(script=script, outputs=("result.txt",)))
+    await send(core_bus, run)
+    await reports.wait_for(lambda: "before" in reports.text(run.job_id, LogStream.STDOUT))
+    await gate.stop()
+    await gate.start()
+    ended = await reports.ended(run.job_id)
+    assert ended.outcome is RunOutcome.COMPLETED
+    assert [o.name for o in ended.outputs] == ["result.txt"]
+    await asyncio.sleep(0.3)  # anything published twice would have arrived by now
+    assert reports.tags(run.job_id) == TAGS
+    assert reports.text(run.job_id, LogStream.STDOUT) == "before\nafter\n"
+
+
+async def test_a_run_that_ended_while_the_gate_was_down_is_staged_out_on_restart(
+    core_bus: Bus, gate: GateProcess, reports: Reports, state: StateDir
+) -> None:
+    run = start_run(JobSpec(script="sleep 0.3\nexit 4\n"))
+    await send(core_bus, run)
+    await reports.wait_for(lambda: any(isinstance(e, RunStarted) for e in reports.of(run.job_id)))
+    await gate.stop()
+    exit_file = run_dir(state, run) / "exit"
+    async with asyncio.timeout(5):
+        while not exit_file.exists():
+            await asyncio.sleep(0.05)
+    assert not any(isinstance(e, RunEnded) for e in reports.of(run.job_id))
+    await gate.start()
+    ended = await reports.ended(run.job_id)
+    assert ended.exit_code == 4
+    assert reports.tags(run.job_id) == TAGS
+
+
+async def test_a_redelivered_start_does_not_run_the_job_twice(
+    core_bus: Bus, gate: GateProcess, reports: Reports, state: StateDir
+) -> None:
+    run = start_run(JobSpec(script="echo once >> ../../count\n"))
+    await send(core_bus, run)
+    await reports.ended(run.job_id)
+    again = start_run(run.spec, run.job_id)  # same run, new command id: not de-duplicated
+    await send(core_bus, again)
+    later = start_run(JobSpec(script="true\n"))
+    await send(core_bus, later)  # commands are handled in order: this one proves it was seen
+    await reports.ended(later.job_id)
+    assert reports.tags(run.job_id) == TAGS
+    assert (run_dir(state, run).parent / "count").read_text() == "once\n"
+
+
+async def test_a_stop_before_the_start_cancels_the_run_without_running_it(
+    core_bus: Bus, gate: GateProcess, reports: Reports, state: StateDir
+) -> None:
+    run = start_run(JobSpec(script="touch ran\n"))
+    await send(core_bus, stop_run(run))
+    await send(core_bus, run)
+    ended = await reports.ended(run.job_id)
+    assert ended.outcome is RunOutcome.CANCELLED
+    assert reports.tags(run.job_id) == ["run_ended"]
+    assert not (run_dir(state, run) / "workdir" / "ran").exists()
