@@ -32,8 +32,8 @@ from schemas.roster import Role
 from tests.system.harness import Harness
 
 
-async def _alice(h: Harness) -> Bus:
-    return await Bus.connect(h.url, h.state.load_signer("alice"), h.state.load_roster(), "bench")
+async def _alice(h: Harness, name: str = "alice") -> Bus:
+    return await Bus.connect(h.url, h.state.load_signer(name), h.state.load_roster(), "bench")
 
 
 async def _submit(bus: Bus, script: str = "true", name: str = "bench") -> str:
@@ -165,7 +165,7 @@ async def cli_jobs(root: Path, n: int = 1000, runs: int = 10) -> None:
         h.state.write_info(
             DeploymentInfo(nats_url=h.url, started_at=time.time(), supervisor_pid=os.getpid())
         )
-        bus = await _alice(h)
+        bus = await _alice(h, user)  # the jobs are the invoking user's own, as `jobs` lists
         await _ready(bus)
         await _submit_many(bus, n - 1)
         skyport = str(Path(sys.executable).with_name("skyport"))

@@ -9,7 +9,9 @@ from collections.abc import AsyncGenerator
 from typing import cast
 
 import msgspec
+import pytest
 import sqlalchemy as sa
+from nats import errors as nats_errors
 
 from bus.connection import Bus, Delivery
 from bus.deployment import StateDir
@@ -380,18 +382,15 @@ async def test_relay_republish_after_a_restart_is_deduplicated(
         await restarted.close()
 
 
-async def test_throughput_of_concurrent_submissions(core: RunningCore, alice: Bus) -> None:
+async def test_concurrent_submissions_are_group_committed_with_distinct_ids(
+    core: RunningCore, alice: Bus
+) -> None:
     n = 1000
-    cmds = [submit_job(f"j{i}") for i in range(n)]
-    t0 = time.perf_counter()
-    replies = await asyncio.gather(*(send(alice, c) for c in cmds))
-    elapsed = time.perf_counter() - t0
+    replies = await asyncio.gather(*(send(alice, submit_job(f"j{i}")) for i in range(n)))
     assert all(isinstance(r, Accepted) for r in replies)
     assert len({r.job_id for r in replies if isinstance(r, Accepted)}) == n
-    print(
-        f"\n{n} submissions in {elapsed:.2f} s: {n / elapsed:.0f}/s, {core.service.batches} batches"
-    )
-    assert n / elapsed > 300  # loose floor: CI boxes vary; the figure is printed
+    assert event_count(core) == n
+    assert core.service.batches < n  # several commands shared a transaction
 
 
 async def test_a_failed_batch_is_retried_item_by_item(core: RunningCore, state: StateDir) -> None:
@@ -418,3 +417,45 @@ async def test_a_failed_batch_is_retried_item_by_item(core: RunningCore, state: 
     with core.store.engine.connect() as conn:
         ids = conn.execute(sa.select(EVENTS.c.event_id).order_by(EVENTS.c.position)).scalars()
         assert list(ids) == ["2-1", "1-1"]
+
+
+def _raw_submit(spec: dict[str, object]) -> bytes:
+    return msgspec.json.encode(
+        {"type": "submit_job", "id": new_id("raw"), "at": time.time(), "spec": spec}
+    )
+
+
+async def test_bad_submissions_get_a_clear_error_and_change_nothing(
+    core: RunningCore, alice: Bus
+) -> None:
+    subject = subjects.core_command(subjects.CoreVerb.SUBMIT)
+    bad_specs: list[dict[str, object]] = [
+        {"script": "x" * (600 * 1024)},
+        {"script": "true", "nodes": -1},
+        {"script": "true", "nodes": 100_000},
+        {"script": "true", "cpus_per_task": 0},
+        {"script": "true", "time_limit_s": 10**9},
+        {"script": "true", "memory_mb_per_node": -5},
+        {"script": "true", "outputs": ["../escape"]},
+        {"script": "true", "outputs": ["/etc/passwd"]},
+        {"script": "true", "env": {"SKYPORT_JOB_ID": "1"}},
+        {"script": "true", "unknown_option": 1},
+        {
+            "script": "true",
+            "inputs": [{"name": "../../x", "obj": "o", "size": 1, "sha256": "0" * 64}],
+        },
+    ]
+    for spec in bad_specs:
+        payload = _raw_submit(spec)
+        raw = await alice.nc.request(
+            subject, payload, headers=alice.signer.headers(subject, payload), timeout=5
+        )
+        reply = msgspec.json.decode(raw.data)
+        assert reply["type"] == "rejected" and reply["code"] == RejectCode.BAD_REQUEST, spec
+        assert reply["detail"], spec
+    unknown = await send(alice, CancelJob(id=new_id(), at=time.time(), job_id=JobId("424242")))
+    assert isinstance(unknown, Rejected) and unknown.code is RejectCode.UNKNOWN_JOB
+    with pytest.raises(nats_errors.MaxPayloadError):  # over the server's limit: never sent
+        await alice.nc.publish(subject, b"x" * (5 * 1024 * 1024))
+    assert event_count(core) == 0
+    assert core.service.state.last_job_id == 0
