@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -34,22 +35,34 @@ _command_decoder = msgspec.json.Decoder(AnyGateCommand)
 class Relay:
     """Publishes what the store committed; woken by ``wake`` (and a fallback poll)."""
 
-    def __init__(self, bus: Bus, store: Store, wake: asyncio.Event, batch: int = 1000) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        store: Store,
+        wake: asyncio.Event,
+        batch: int = 1000,
+        save_every_s: float = 0.5,
+    ) -> None:
         self.bus = bus
         self.store = store
         self.wake = wake
         self.batch = batch
+        self.save_every_s = save_every_s
         self.events_pos = 0
         self.outbox_pos = 0
         self.published = 0
+        self._saved = (0, 0)
+        self._saved_at = 0.0
 
     async def run(self, poll_s: float = 1.0) -> None:
         self.events_pos = await self.store.run_read(self.store.cursor, EVENTS_CURSOR)
         self.outbox_pos = await self.store.run_read(self.store.cursor, OUTBOX_CURSOR)
+        self._saved = (self.events_pos, self.outbox_pos)
         while True:
             try:
                 while await self.pump():
-                    pass
+                    await self.save_cursors(force=False)
+                await self.save_cursors(force=True)
             except Exception:  # loop boundary: NATS down or slow; the cursor keeps our place
                 log.exception("relay: publish failed; retrying")
                 await asyncio.sleep(poll_s)
@@ -65,6 +78,22 @@ class Relay:
         moved = await self._events()
         return await self._outbox() or moved
 
+    async def save_cursors(self, force: bool) -> None:
+        """Persist how far the relay got. Throttled while busy: a crash only means that up to
+        ``save_every_s`` of messages are published again, and JetStream drops those."""
+        now = time.monotonic()
+        current = (self.events_pos, self.outbox_pos)
+        if current == self._saved or (not force and now - self._saved_at < self.save_every_s):
+            return
+        await self.store.run_write(
+            self.store.set_cursors,
+            {
+                EVENTS_CURSOR: self.events_pos,
+                OUTBOX_CURSOR: self.outbox_pos,
+            },
+        )
+        self._saved, self._saved_at = current, now
+
     async def _events(self) -> bool:
         rows = await self.store.run_read(self.store.events_after, self.events_pos, self.batch)
         if not rows:
@@ -78,7 +107,6 @@ class Relay:
         await _per_job(rows, lambda r: r[2].job_id, send)
         self.events_pos = rows[-1][0]
         self.published += len(rows)
-        await self.store.run_write(self.store.set_cursor, EVENTS_CURSOR, self.events_pos)
         return True
 
     async def _outbox(self) -> bool:
@@ -93,7 +121,6 @@ class Relay:
 
         await _per_job(rows, lambda r: r[2], send)
         self.outbox_pos = rows[-1][0]
-        await self.store.run_write(self.store.set_cursor, OUTBOX_CURSOR, self.outbox_pos)
         return True
 
 

@@ -236,12 +236,17 @@ class Store:
         return int(value or 0)
 
     def set_cursor(self, name: str, position: int) -> None:
+        self.set_cursors({name: position})
+
+    def set_cursors(self, positions: dict[str, int]) -> None:
+        """Store several cursors in one transaction."""
         with self.engine.begin() as conn:
-            done = conn.execute(
-                CURSORS.update().where(CURSORS.c.name == name).values(position=position)
-            )
-            if done.rowcount == 0:
-                conn.execute(CURSORS.insert().values(name=name, position=position))
+            for name, position in positions.items():
+                done = conn.execute(
+                    CURSORS.update().where(CURSORS.c.name == name).values(position=position)
+                )
+                if done.rowcount == 0:
+                    conn.execute(CURSORS.insert().values(name=name, position=position))
 
     def events_after(self, position: int, limit: int) -> list[tuple[int, str, AnyJobEvent]]:
         """(position, owner, event) of the events after ``position``, in order."""

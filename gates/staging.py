@@ -48,6 +48,12 @@ def _checkpoint_names(paths: RunPaths) -> list[str]:
     return sorted(names)[:MAX_STAGED_FILES]
 
 
+def has_checkpoint(paths: RunPaths) -> bool:
+    """Whether the run left anything in its checkpoint directory."""
+    root = paths.checkpoint
+    return root.is_dir() and not root.is_symlink() and any(root.iterdir())
+
+
 async def stage_out(
     bus: Bus, job_id: str, outputs: tuple[str, ...], paths: RunPaths
 ) -> tuple[list[StagedOutput], list[str]]:

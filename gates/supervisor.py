@@ -79,8 +79,8 @@ class RunSupervisor:
             await self._end(self._cancelled_before_start(self._stop_cmd))
             return
         inputs = self.start.spec.inputs
-        self.report.staging_in(f"{len(inputs)} input file(s)")
-        if inputs:
+        if inputs:  # a run with nothing to stage in goes straight to running
+            self.report.staging_in(f"{len(inputs)} input file(s)")
             names = ", ".join(i.name for i in inputs[:10])
             self.report.note(Note.STAGING_IN, f"staging in {len(inputs)} file(s): {names}")
         try:
@@ -202,7 +202,8 @@ class RunSupervisor:
 
     async def _stage_out(self) -> None:
         exit_code = self.record.exit.code if self.record.exit else None
-        self.report.staging_out(exit_code)
+        if self.start.spec.outputs or staging.has_checkpoint(self.paths):
+            self.report.staging_out(exit_code)  # only when there is something to stage
         staged, problems = await staging.stage_out(
             self.bus, self.start.job_id, self.start.spec.outputs, self.paths
         )

@@ -13,7 +13,7 @@ from schemas.subjects import LogStream
 from tests.gates.conftest import GateProcess, Reports, send, start_run, stop_run
 
 
-async def test_trivial_job_completes_with_every_event_in_order(
+async def test_trivial_job_reports_started_and_ended_only(
     core_bus: Bus, gate: GateProcess, reports: Reports
 ) -> None:
     run = start_run(JobSpec(script="true\n"))
@@ -21,6 +21,21 @@ async def test_trivial_job_completes_with_every_event_in_order(
     ended = await reports.ended(run.job_id)
     assert ended.outcome is RunOutcome.COMPLETED
     assert ended.exit_code == 0
+    assert reports.tags(run.job_id) == ["run_started", "run_ended"]  # nothing to stage
+
+
+async def test_a_job_with_files_to_stage_reports_every_phase_in_order(
+    core_bus: Bus, gate: GateProcess, reports: Reports, tmp_path: Path
+) -> None:
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"x\n")
+    size, digest = await objects.put_file(core_bus.js, "inputs/alice/u9/in.txt", src)
+    staged = StagedInput(name="in.txt", obj="inputs/alice/u9/in.txt", size=size, sha256=digest)
+    spec = JobSpec(script="cp in.txt out.txt\n", inputs=(staged,), outputs=("out.txt",))
+    run = start_run(spec)
+    await send(core_bus, run)
+    ended = await reports.ended(run.job_id)
+    assert ended.outcome is RunOutcome.COMPLETED, ended.detail
     assert reports.tags(run.job_id) == [
         "run_staging_in",
         "run_started",
@@ -94,7 +109,7 @@ echo state > "$SKYPORT_CHECKPOINT_DIR/step-1"
 async def test_non_zero_exit_fails_with_the_exit_code_and_stderr_is_streamed(
     core_bus: Bus, gate: GateProcess, reports: Reports
 ) -> None:
-    run = start_run(JobSpec(script="echo oops >&2\nexit 3\n"))
+    run = start_run(JobSpec(script="echo oops >&2\ntouch out\nexit 3\n", outputs=("out",)))
     await send(core_bus, run)
     ended = await reports.ended(run.job_id)
     assert (ended.outcome, ended.reason, ended.exit_code) == (
