@@ -230,6 +230,19 @@ class Bus:
         ack = await self.js.publish(subject, payload, headers=headers)
         return int(ack.seq)
 
+    async def js_publish_many(
+        self, items: list[tuple[str, msgspec.Struct, str]], timeout: float = 10.0
+    ) -> list[int]:
+        """Publish (subject, message, msg_id) items durably, pipelined, in the given order;
+        return their stream sequences. Raises if any was not acknowledged in time."""
+        futures = []
+        for subject, msg, msg_id in items:
+            payload, headers = self.seal(subject, msg)
+            headers["Nats-Msg-Id"] = msg_id
+            futures.append(await self.js.publish_async(subject, payload, headers=headers))
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        return [int(ack.seq) for ack in acks]
+
     async def pull(
         self,
         stream: str,

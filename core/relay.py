@@ -3,8 +3,8 @@
 It tails the events table by global position and the outbox table, publishes to JetStream
 with ``Nats-Msg-Id`` = event id (or command id), and then advances a persisted cursor. A crash
 between commit and publish loses nothing (the cursor has not moved) and the re-publish is
-de-duplicated by JetStream. One job's messages are published one after the other (so the
-stream keeps their order); different jobs are published concurrently.
+de-duplicated by JetStream. A batch is pipelined in position order on one connection, so the
+stream keeps the store's order.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -21,7 +20,6 @@ from bus.connection import Bus
 from core.projections import tag_of
 from core.store import Store
 from schemas import subjects
-from schemas.events import AnyJobEvent
 from schemas.gate import AnyGateCommand
 
 log = logging.getLogger("skyport.core.relay")
@@ -99,12 +97,12 @@ class Relay:
         if not rows:
             return False
 
-        def send(row: tuple[int, str, AnyJobEvent]) -> Awaitable[int]:
-            _, owner, event = row
-            subject = subjects.job_event(owner, event.job_id, tag_of(event))
-            return self.bus.js_publish(subject, event, msg_id=event.event_id)
-
-        await _per_job(rows, lambda r: r[2].job_id, send)
+        await self.bus.js_publish_many(
+            [
+                (subjects.job_event(owner, event.job_id, tag_of(event)), event, event.event_id)
+                for _, owner, event in rows
+            ]
+        )
         self.events_pos = rows[-1][0]
         self.published += len(rows)
         return True
@@ -114,29 +112,10 @@ class Relay:
         if not rows:
             return False
 
-        def send(row: tuple[int, str, str, bytes]) -> Awaitable[int]:
-            _, subject, _, payload = row
+        items: list[tuple[str, msgspec.Struct, str]] = []
+        for _, subject, _, payload in rows:
             command = _command_decoder.decode(payload)
-            return self.bus.js_publish(subject, command, msg_id=command.id)
-
-        await _per_job(rows, lambda r: r[2], send)
+            items.append((subject, command, command.id))
+        await self.bus.js_publish_many(items)
         self.outbox_pos = rows[-1][0]
         return True
-
-
-async def _per_job(
-    rows: Sequence[T], job_of: Callable[[T], str], send: Callable[[T], Awaitable[int]]
-) -> None:
-    """Publish rows in order per job, jobs concurrently; raise if any publish failed."""
-    by_job: dict[str, list[T]] = {}
-    for row in rows:
-        by_job.setdefault(job_of(row), []).append(row)
-
-    async def in_order(job_rows: list[T]) -> None:
-        for row in job_rows:
-            await send(row)
-
-    results = await asyncio.gather(*(in_order(r) for r in by_job.values()), return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result

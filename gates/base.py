@@ -100,6 +100,10 @@ class RunPaths:
         return self.root / "job.pid"
 
     @property
+    def shim_pid(self) -> Path:
+        return self.root / "shim.pid"
+
+    @property
     def record(self) -> Path:
         return self.root / "run.json"
 
@@ -133,6 +137,11 @@ class Gate(Protocol):
 
     async def launch(self, paths: RunPaths, env: Mapping[str, str]) -> RunHandle:
         """Start ``paths.script``; return once it runs. Raises LaunchError."""
+        ...
+
+    async def recover(self, paths: RunPaths) -> RunHandle | None:
+        """After a crash during ``launch``: the handle of the run if it was started (running
+        or already over), None if it never was (it may then be launched again)."""
         ...
 
     def alive(self, handle: RunHandle) -> bool:

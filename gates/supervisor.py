@@ -63,9 +63,7 @@ class RunSupervisor:
             if self.record.phase is Phase.STAGING_IN:
                 await self._stage_in_and_launch()
             if self.record.phase is Phase.LAUNCHING:
-                self._kill_leftovers()
-                detail = "the gate stopped while launching the run; its state is unknown"
-                await self._end(Verdict(RunOutcome.FAILED, FailReason.LAUNCH, None, detail))
+                await self._recover_launch()
             if self.record.phase is Phase.RUNNING:
                 await self._watch()
             if self.record.phase is Phase.STAGING_OUT:
@@ -116,6 +114,15 @@ class RunSupervisor:
             await self._end(Verdict(RunOutcome.FAILED, FailReason.LAUNCH, None, err.detail))
             return
         self._save(phase=Phase.RUNNING, handle=handle, started_at=time.time())
+
+    async def _recover_launch(self) -> None:
+        """The gate died between spawning the run and recording its handle."""
+        handle = await self.gate.recover(self.paths)
+        if handle is None:
+            log.info("run %s was never started; launching it now", self.paths.root.name)
+            await self._launch()
+        else:
+            self._save(phase=Phase.RUNNING, handle=handle, started_at=time.time())
 
     async def _watch(self) -> None:
         """Wait for the exit, enforcing the time limit and stops, streaming the output."""
@@ -192,13 +199,6 @@ class RunSupervisor:
         handle = self.record.handle
         if handle is not None:
             await self.gate.signal(handle, self.paths, sig)
-
-    def _kill_leftovers(self) -> None:
-        """After a crash mid-launch the job may run without a handle: kill its group."""
-        try:
-            os.killpg(int(self.paths.job_pid.read_text().strip()), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
 
     async def _stage_out(self) -> None:
         exit_code = self.record.exit.code if self.record.exit else None

@@ -23,6 +23,7 @@ from schemas.jobs import NodeShape
 # fact, so shared by every LocalGate of the process).
 _spawned: set[int] = set()
 PID_FILE_WAIT_S = 2.0
+GONE = -2  # start_ticks of a recovered handle whose shim is over: only its exit file counts
 
 
 def start_ticks(pid: int) -> int | None:
@@ -71,10 +72,30 @@ class LocalGate:
         ticks = start_ticks(pid)
         return RunHandle(pid=pid, start_ticks=ticks if ticks is not None else -1)
 
+    async def recover(self, paths: RunPaths) -> RunHandle | None:
+        """The shim writes ``shim.pid`` as its first act; wait a moment for it, since a gate
+        killed right after the spawn may leave a shim that has not written it yet."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PID_FILE_WAIT_S
+        while True:
+            try:
+                pid = int(paths.shim_pid.read_text().strip())
+            except (FileNotFoundError, ValueError):
+                if loop.time() > deadline:
+                    return None  # never started: safe to launch
+                await asyncio.sleep(0.01)
+                continue
+            ticks = start_ticks(pid)
+            if ticks is not None and _is_shim_of(pid, paths):
+                return RunHandle(pid=pid, start_ticks=ticks)
+            return RunHandle(pid=pid, start_ticks=GONE)
+
     def alive(self, handle: RunHandle) -> bool:
-        return start_ticks(handle.pid) == handle.start_ticks
+        return handle.start_ticks != GONE and start_ticks(handle.pid) == handle.start_ticks
 
     async def wait(self, handle: RunHandle, paths: RunPaths) -> ExitStatus:
+        if handle.start_ticks == GONE:
+            return read_exit_status(paths)
         try:
             fd = os.pidfd_open(handle.pid)
         except ProcessLookupError:
@@ -133,6 +154,16 @@ def _reap(pid: int) -> None:
             done = pid
         if done:
             _spawned.discard(pid)
+
+
+def _is_shim_of(pid: int, paths: RunPaths) -> bool:
+    """Whether ``pid`` is the shim of the run in ``paths`` (not a process that reused it)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"skyport-shim" in argv and str(paths.root).encode() in argv
 
 
 def _has_exit_status(paths: RunPaths) -> bool:

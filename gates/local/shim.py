@@ -8,6 +8,9 @@ files; when the script ends it kills what is left of the group and writes the ex
 process group, never this shell, so the status is written even after SIGKILL. Readers trust
 ``exit`` only once this shell has exited.
 
+It writes its own pid to ``shim.pid`` first, so that a gate killed between the spawn and
+saving the handle finds the run again (``LocalGate.recover``).
+
 Costs ~2 ms (bash); a Python supervisor would cost ~15 ms per job.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 SHIM = r"""
 d=$1
+printf '%s\n' "$$" >"$d/shim.pid"
 cd "$d/workdir" || { printf '127\n' >"$d/exit"; exit 0; }
 set -m
 bash "$d/job.sh" </dev/null >>"$d/stdout" 2>>"$d/stderr" &

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from bus.connection import Bus
 from bus.deployment import StateDir
-from schemas.gate import RunEnded, RunStarted
+from gates import records, staging
+from gates.base import GateOptions, RunPaths
+from gates.local.gate import LocalGate
+from schemas.gate import RunEnded, RunStarted, StartRun
 from schemas.jobs import JobSpec, RunOutcome
 from schemas.subjects import LogStream
 from tests.gates.conftest import GateProcess, Reports, run_dir, send, start_run, stop_run
@@ -74,3 +78,39 @@ async def test_a_stop_before_the_start_cancels_the_run_without_running_it(
     assert ended.outcome is RunOutcome.CANCELLED
     assert reports.tags(run.job_id) == ["run_ended"]
     assert not (run_dir(state, run) / "workdir" / "ran").exists()
+
+
+def _launching_record(state: StateDir, run: StartRun) -> RunPaths:
+    """What a gate killed inside ``launch`` leaves: a LAUNCHING record and no handle."""
+    paths = records.run_paths(state.gate_dir("local"), run.job_id, run.attempt)
+    records.create(paths, records.RunRecord(start=run, phase=records.Phase.LAUNCHING))
+    staging.prepare_workdir(paths)
+    paths.script.write_text(run.spec.script)
+    paths.hostfile.write_text("localhost slots=1\n")
+    return paths
+
+
+async def test_a_gate_killed_between_spawn_and_record_adopts_the_run_it_spawned(
+    core_bus: Bus, gate: GateProcess, reports: Reports, state: StateDir
+) -> None:
+    await gate.stop()
+    run = start_run(JobSpec(script="echo once >> ../../count\nsleep 0.3\nexit 5\n"))
+    paths = _launching_record(state, run)
+    spawner = LocalGate("local", GateOptions(nodes=1))
+    await spawner.launch(paths, {"PATH": os.environ["PATH"]})  # the handle is "lost"
+    await gate.start()
+    ended = await reports.ended(run.job_id)
+    assert (ended.outcome, ended.exit_code) == (RunOutcome.FAILED, 5)
+    assert (paths.root.parent / "count").read_text() == "once\n"  # not launched again
+
+
+async def test_a_run_whose_spawn_never_happened_is_launched_after_restart(
+    core_bus: Bus, gate: GateProcess, reports: Reports, state: StateDir
+) -> None:
+    await gate.stop()
+    run = start_run(JobSpec(script="echo ran\n"))
+    _launching_record(state, run)
+    await gate.start()
+    ended = await reports.ended(run.job_id)
+    assert ended.outcome is RunOutcome.COMPLETED, ended.detail
+    assert reports.text(run.job_id, LogStream.STDOUT) == "ran\n"
