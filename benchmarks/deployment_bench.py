@@ -31,12 +31,14 @@ from schemas.jobs import JobSpec
 from schemas.roster import Role
 from tests.system.harness import Harness
 
+TRIVIAL = "#!/bin/sh\ntrue\n"  # a trivial job, as one would give sbatch
+
 
 async def _alice(h: Harness, name: str = "alice") -> Bus:
     return await Bus.connect(h.url, h.state.load_signer(name), h.state.load_roster(), "bench")
 
 
-async def _submit(bus: Bus, script: str = "true", name: str = "bench") -> str:
+async def _submit(bus: Bus, script: str = TRIVIAL, name: str = "bench") -> str:
     cmd = SubmitJob(id=new_message_id(), at=time.time(), spec=JobSpec(script=script, name=name))
     reply = await bus.request(subjects.command_subject(cmd), cmd, timeout=60)
     if not isinstance(reply, Accepted) or reply.job_id is None:
@@ -103,7 +105,7 @@ async def submit_to_running(root: Path, samples: int = 100) -> None:
         await _watch(bus, started, JobStarted)
         waits: list[float] = []
         for _ in range(samples):
-            cmd = SubmitJob(id=new_message_id(), at=time.time(), spec=JobSpec(script="true"))
+            cmd = SubmitJob(id=new_message_id(), at=time.time(), spec=JobSpec(script=TRIVIAL))
             fut: asyncio.Future[float] = loop.create_future()
             reply = await bus.request(subjects.command_subject(cmd), cmd, timeout=30)
             t_reply = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 from bus import objects
@@ -210,3 +211,14 @@ async def test_capacity_is_reported_with_the_virtual_nodes(
         ("local-0", 2, 1024, 2),
         ("local-1", 2, 1024, 2),
     ]
+
+
+async def test_a_script_with_a_shebang_runs_with_its_own_interpreter(
+    core_bus: Bus, gate: GateProcess, reports: Reports
+) -> None:
+    script = f"#!{sys.executable}\nimport os\nprint('python', os.environ['SKYPORT_JOB_ID'])\n"
+    run = start_run(JobSpec(script=script))
+    await send(core_bus, run)
+    ended = await reports.ended(run.job_id)
+    assert ended.outcome is RunOutcome.COMPLETED, ended.detail
+    assert reports.text(run.job_id, LogStream.STDOUT) == f"python {run.job_id}\n"
