@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml requirements.lock
 		{ echo "Sky Port needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=23"
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	# compat mode: a plain path entry instead of an import finder, ~20 ms less per command
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 demo: $(STAMP)
