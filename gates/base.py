@@ -52,6 +52,7 @@ class RunHandle(msgspec.Struct, frozen=True, kw_only=True):
 
     pid: int
     start_ticks: int
+    started_at: float | None = None  # wall clock when the run started, for its time limit
 
 
 class ExitStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,7 +23,7 @@ import msgspec
 from bus.connection import Bus, Delivery
 from bus.streams import wait_for_streams
 from gates import records
-from gates.base import Gate
+from gates.base import Gate, RunPaths
 from gates.records import Phase, RunRecord
 from gates.settings import RunnerSettings
 from gates.supervisor import RunSupervisor
@@ -103,7 +103,7 @@ class GateRunner:
         try:
             match cmd:
                 case StartRun():
-                    self._on_start(cmd)
+                    await self._on_start(cmd)
                 case StopRun():
                     self._on_stop(cmd)
         except (InvalidTokenError, ValueError) as exc:  # hostile or broken: never retry it
@@ -118,22 +118,21 @@ class GateRunner:
             return
         await delivery.ack()
 
-    def _on_start(self, cmd: StartRun) -> None:
+    async def _on_start(self, cmd: StartRun) -> None:
         key = records.run_key(cmd.job_id, cmd.attempt)
         subjects.log(cmd.owner, cmd.job_id, subjects.LogStream.SYSTEM)  # validates the owner
         if key in self.active:
             return
         paths = records.run_paths(self.gate_dir, cmd.job_id, cmd.attempt)
-        if records.load(paths) is not None:
+        created = await asyncio.to_thread(_record_new_run, paths, cmd)
+        if created is None:
             log.info(
                 "gate %s: run %s already known, StartRun %s ignored", self.gate.name, key, cmd.id
             )
             return
-        record = RunRecord(start=cmd, phase=Phase.STAGING_IN)
-        records.create(paths, record)
+        record, stop = created
         supervisor = RunSupervisor(self.bus, self.gate, paths, record, self.settings)
-        stop = records.stop_mark(paths)  # a StopRun that came first
-        if stop is not None:
+        if stop is not None:  # a StopRun that came first
             supervisor.request_stop(stop)
         self._supervise(key, supervisor)
 
@@ -198,3 +197,12 @@ class GateRunner:
             except Exception:  # a missed heartbeat is not fatal; the next one may pass
                 log.exception("gate %s: capacity report failed", self.gate.name)
             await asyncio.sleep(self.settings.capacity_interval_s)
+
+
+def _record_new_run(paths: RunPaths, cmd: StartRun) -> tuple[RunRecord, StopRun | None] | None:
+    """Record a new run on disk (in a worker thread); None if the run is known already."""
+    if records.load(paths) is not None:
+        return None
+    record = RunRecord(start=cmd, phase=Phase.STAGING_IN)
+    records.create(paths, record)
+    return record, records.stop_mark(paths)

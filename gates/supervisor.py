@@ -82,7 +82,7 @@ class RunSupervisor:
             names = ", ".join(i.name for i in inputs[:10])
             self.report.note(Note.STAGING_IN, f"staging in {len(inputs)} file(s): {names}")
         try:
-            staging.prepare_workdir(self.paths)
+            await asyncio.to_thread(staging.prepare_workdir, self.paths)
             await staging.stage_in(self.bus, inputs, self.paths.workdir)
         except StagingError as err:
             await self._end(Verdict(RunOutcome.FAILED, FailReason.STAGING, None, err.detail))
@@ -97,23 +97,31 @@ class RunSupervisor:
         return Verdict(RunOutcome.CANCELLED, None, None, f"stopped ({cmd.reason}) before it ran")
 
     async def _launch(self) -> None:
-        paths = self.paths
-        paths.script.write_text(self.start.spec.script)
-        paths.hostfile.write_text(hostfile_text(self.start))
         env = job_environment(
             self.start,
-            workdir=str(paths.workdir),
-            hostfile=str(paths.hostfile),
-            checkpoint_dir=str(paths.checkpoint),
+            workdir=str(self.paths.workdir),
+            hostfile=str(self.paths.hostfile),
+            checkpoint_dir=str(self.paths.checkpoint),
             host_env=os.environ,
         )
-        self._save(phase=Phase.LAUNCHING)
+        # File writes off the event loop: under load a rename can wait for the file system's
+        # journal, and the loop serves every other run meanwhile.
+        await asyncio.to_thread(self._write_launch_files)
         try:
-            handle = await self.gate.launch(paths, env)
+            handle = await self.gate.launch(self.paths, env)
         except LaunchError as err:
             await self._end(Verdict(RunOutcome.FAILED, FailReason.LAUNCH, None, err.detail))
             return
-        self._save(phase=Phase.RUNNING, handle=handle, started_at=time.time())
+        # Not saved: the record stays LAUNCHING on disk and a restarted gate finds the run
+        # with ``Gate.recover`` (one write less per run).
+        self.record = msgspec.structs.replace(
+            self.record, phase=Phase.RUNNING, handle=handle, started_at=handle.started_at
+        )
+
+    def _write_launch_files(self) -> None:
+        self.paths.script.write_text(self.start.spec.script)
+        self.paths.hostfile.write_text(hostfile_text(self.start))
+        self._save(phase=Phase.LAUNCHING)
 
     async def _recover_launch(self) -> None:
         """The gate died between spawning the run and recording its handle."""
@@ -121,8 +129,10 @@ class RunSupervisor:
         if handle is None:
             log.info("run %s was never started; launching it now", self.paths.root.name)
             await self._launch()
-        else:
-            self._save(phase=Phase.RUNNING, handle=handle, started_at=time.time())
+        else:  # in memory only, as after a launch
+            self.record = msgspec.structs.replace(
+                self.record, phase=Phase.RUNNING, handle=handle, started_at=handle.started_at
+            )
 
     async def _watch(self) -> None:
         """Wait for the exit, enforcing the time limit and stops, streaming the output."""
@@ -224,7 +234,7 @@ class RunSupervisor:
         self.report.ended(result, tuple(staged or ()))
         self.report.note(Note.ENDED, f"{result.outcome.value}: {result.detail}")
         await self.report.drain()
-        self._save(phase=Phase.ENDED)
+        await asyncio.to_thread(self._save, phase=Phase.ENDED)
         log.info("run %s ended: %s (%s)", self.paths.root.name, result.outcome, result.detail)
 
     # -- output streaming ------------------------------------------------------------------

@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import signal
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -75,7 +76,9 @@ class LocalGate:
             raise LaunchError(f"cannot start the job: {exc}") from exc
         _spawned.add(pid)
         ticks = start_ticks(pid)
-        return RunHandle(pid=pid, start_ticks=ticks if ticks is not None else -1)
+        return RunHandle(
+            pid=pid, start_ticks=ticks if ticks is not None else -1, started_at=time.time()
+        )
 
     async def recover(self, paths: RunPaths) -> RunHandle | None:
         """The shim writes ``shim.pid`` as its first act; wait a moment for it, since a gate
@@ -90,10 +93,11 @@ class LocalGate:
                     return None  # never started: safe to launch
                 await asyncio.sleep(0.01)
                 continue
+            started = paths.shim_pid.stat().st_mtime  # written as the shim's first act
             ticks = start_ticks(pid)
             if ticks is not None and _is_shim_of(pid, paths):
-                return RunHandle(pid=pid, start_ticks=ticks)
-            return RunHandle(pid=pid, start_ticks=GONE)
+                return RunHandle(pid=pid, start_ticks=ticks, started_at=started)
+            return RunHandle(pid=pid, start_ticks=GONE, started_at=started)
 
     def alive(self, handle: RunHandle) -> bool:
         return handle.start_ticks != GONE and start_ticks(handle.pid) == handle.start_ticks
