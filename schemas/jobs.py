@@ -23,6 +23,10 @@ MAX_PATH_CHARS = 1024
 MAX_ENV_VARS = 512
 MAX_STAGED_FILES = 1000
 MAX_TIME_LIMIT_S = 366 * 24 * 3600
+MAX_ENV_BYTES = 256 * KiB
+MAX_SPEC_BYTES = 1024 * KiB  # encoded: every message that carries a spec stays far below
+# the server's 4 MiB message limit (a JSON-escaped script can be 6x its length)
+MAX_NODE_CPUS = 16_384
 
 Count = Annotated[int, Meta(ge=1, le=4096)]
 Nodes = Annotated[int, Meta(ge=1, le=1024)]
@@ -153,6 +157,8 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     def __post_init__(self) -> None:
         if len(self.env) > MAX_ENV_VARS:
             raise ValueError(f"at most {MAX_ENV_VARS} environment variables")
+        if sum(len(k) + len(v) for k, v in self.env.items()) > MAX_ENV_BYTES:
+            raise ValueError(f"the environment is larger than {MAX_ENV_BYTES // KiB} KiB")
         for key in self.env:
             if not _ENV_NAME_RE.fullmatch(key):
                 raise ValueError(f"invalid environment variable name {key!r}")
@@ -165,6 +171,9 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             raise ValueError("two inputs have the same name")
         for out in self.outputs:
             check_relative_path(out)
+        size = len(msgspec.json.encode(self))
+        if size > MAX_SPEC_BYTES:
+            raise ValueError(f"the job is {size} bytes encoded; at most {MAX_SPEC_BYTES} allowed")
 
     @property
     def cpus_per_node(self) -> int:
@@ -175,9 +184,9 @@ class NodeShape(msgspec.Struct, frozen=True, kw_only=True):
     """One node a gate offers: a name unique in the gate and its resources."""
 
     name: str
-    cpus: Annotated[int, Meta(ge=1)]
-    memory_mb: Annotated[int, Meta(ge=0)]
-    gpus: Annotated[int, Meta(ge=0)] = 0
+    cpus: Annotated[int, Meta(ge=1, le=MAX_NODE_CPUS)]
+    memory_mb: MemoryMb
+    gpus: Gpus = 0
     host: str = "localhost"
 
 

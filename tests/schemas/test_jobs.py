@@ -1,0 +1,38 @@
+"""The job spec refuses what no gate should be asked to run, whoever built it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from schemas.jobs import MAX_SPEC_BYTES, JobSpec, NodeShape
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"script": "\x01" * 400_000}, "bytes encoded"),
+        ({"script": "x", "env": {f"V{i}": "x" * 30_000 for i in range(10)}}, "environment"),
+        ({"script": "x", "env": {"SKYPORT_JOB_ID": "1"}}, "reserved"),
+        ({"script": "x", "env": {"A-B": "1"}}, "invalid environment variable"),
+        ({"script": "x", "nodes": 0}, ">= 1"),
+        ({"script": "x", "outputs": ["a/../../b"]}, ".."),
+        ({"script": "x", "outputs": ["/etc/passwd"]}, "absolute"),
+        ({"script": "x", "outputs": ["."]}, "work directory itself"),
+    ],
+)
+def test_bad_specs_are_refused_with_a_reason(fields: dict[str, Any], words: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=words):
+        msgspec.convert(fields, JobSpec)
+
+
+def test_the_largest_accepted_spec_fits_every_message_that_carries_it() -> None:
+    spec = JobSpec(script="x" * 500_000, env={f"V{i}": "y" * 2_000 for i in range(100)})
+    assert len(msgspec.json.encode(spec)) <= MAX_SPEC_BYTES
+
+
+def test_node_sizes_are_bounded_on_the_wire() -> None:
+    with pytest.raises(msgspec.ValidationError, match="16384"):
+        msgspec.convert({"name": "n", "cpus": 3_000_000, "memory_mb": 1}, NodeShape)
