@@ -38,6 +38,23 @@ JobName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 Script = Annotated[str, Meta(max_length=MAX_SCRIPT_BYTES)]
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+RESERVED_ENV_PREFIX = "SKYPORT_"
+
+
+class EnvNameError(ValueError):
+    """An environment variable name a job may not set."""
+
+
+def check_env_name(name: str) -> str:
+    """Return name if a job may set it, else raise EnvNameError (with the rule in its text)."""
+    if not _ENV_NAME_RE.fullmatch(name):
+        raise EnvNameError(
+            f"invalid environment variable name {name!r} (letters, digits and _, "
+            "not starting with a digit, at most 128 characters)"
+        )
+    if name.startswith(RESERVED_ENV_PREFIX):
+        raise EnvNameError(f"environment variable {name!r} is reserved ({RESERVED_ENV_PREFIX}*)")
+    return name
 
 
 class StagedPathError(ValueError):
@@ -160,10 +177,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         if sum(len(k) + len(v) for k, v in self.env.items()) > MAX_ENV_BYTES:
             raise ValueError(f"the environment is larger than {MAX_ENV_BYTES // KiB} KiB")
         for key in self.env:
-            if not _ENV_NAME_RE.fullmatch(key):
-                raise ValueError(f"invalid environment variable name {key!r}")
-            if key.startswith("SKYPORT_"):
-                raise ValueError(f"environment variable {key!r} is reserved")
+            check_env_name(key)
         if len(self.inputs) > MAX_STAGED_FILES or len(self.outputs) > MAX_STAGED_FILES:
             raise ValueError(f"at most {MAX_STAGED_FILES} inputs and outputs")
         names = [check_relative_path(i.name) for i in self.inputs]

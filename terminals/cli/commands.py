@@ -14,7 +14,7 @@ from schemas.jobs import JobState, JobSummary
 from terminals.cli import render
 from terminals.cli.context import Context
 from terminals.client import requests
-from terminals.client.errors import ClientError
+from terminals.client.errors import RejectedError
 
 PAGE = 2000
 
@@ -51,7 +51,7 @@ def control(ctx: Context, args: argparse.Namespace) -> int:
     for job_id in args.jobs:
         try:
             reply = ctx.ask(requests.job_command(args.command, job_id), Accepted)
-        except ClientError as exc:
+        except RejectedError as exc:  # a refusal; an unreachable core ends the command (3)
             if len(args.jobs) == 1:
                 raise
             print(f"skyport: {job_id}: {exc}", file=sys.stderr)

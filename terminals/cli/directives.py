@@ -23,7 +23,14 @@ from typing import Any
 
 import msgspec
 
-from schemas.jobs import JobSpec, StagedInput, StagedPathError, check_relative_path
+from schemas.jobs import (
+    EnvNameError,
+    JobSpec,
+    StagedInput,
+    StagedPathError,
+    check_env_name,
+    check_relative_path,
+)
 from terminals.cli.errors import DirectiveError
 
 PREFIXES = ("#SKYPORT", "#SBATCH")
@@ -36,31 +43,51 @@ class ValueProblem(ValueError):
 
 
 # -- value converters ---------------------------------------------------------------------
+#
+# Numbers are ASCII digits only, matched by ``[0-9]``: ``str.isdigit`` and ``\d`` also take
+# '²' (which ``int`` refuses) and '٣' (which ``int`` reads as 3), and IGNORECASE without ASCII
+# lets 'K' (Kelvin) match ``K``. A run of digits longer than MAX_DIGITS is refused before
+# ``int``, which raises on thousands of digits; the schema refuses large values anyway.
 
-_MEM_RE = re.compile(r"(\d+)([KMGT]?)B?", re.IGNORECASE)
+MAX_DIGITS = 30
+_MEM_RE = re.compile(r"([0-9]+)([KMGT]?)B?", re.IGNORECASE | re.ASCII)
 _MEM_FACTOR_KB = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}
+# The schema's rule (schemas.jobs.JobSpec), checked here too so the error names the line.
+
+
+def _digits(part: str, problem: str) -> int:
+    """``part`` as a number if it is ASCII digits only; else ValueProblem(``problem``)."""
+    if not re.fullmatch(r"[0-9]+", part):
+        raise ValueProblem(problem)
+    if len(part) > MAX_DIGITS:
+        raise ValueProblem(f"{part[:12]}... is too large ({len(part)} digits)")
+    return int(part)
+
+
+def _whole(text: str) -> int:
+    """A whole number with an optional sign, in ASCII digits."""
+    t = text.strip()
+    sign, digits = (t[0], t[1:]) if t[:1] in ("+", "-") else ("", t)
+    value = _digits(digits, f"{text!r} is not a whole number")
+    return -value if sign == "-" else value
 
 
 def parse_count(text: str, minimum: int = 1) -> int:
     """A whole number ≥ ``minimum``."""
-    if not re.fullmatch(r"[+-]?\d+", text.strip()):
-        raise ValueProblem(f"{text!r} is not a whole number")
-    value = int(text)
+    value = _whole(text)
     if value < minimum:
         raise ValueProblem(f"{value} is below the minimum of {minimum}")
     return value
 
 
 def parse_nodes(text: str) -> int:
-    if re.fullmatch(r"\d+-\d+", text.strip()):
+    if re.fullmatch(r"[0-9]+-[0-9]+", text.strip()):
         raise ValueProblem(f"node ranges ({text!r}) are not supported: give one number")
     return parse_count(text)
 
 
 def parse_priority(text: str) -> int:
-    if not re.fullmatch(r"[+-]?\d+", text.strip()):
-        raise ValueProblem(f"{text!r} is not a whole number")
-    return int(text)
+    return _whole(text)
 
 
 def parse_memory_mb(text: str) -> int:
@@ -68,7 +95,8 @@ def parse_memory_mb(text: str) -> int:
     match = _MEM_RE.fullmatch(text.strip())
     if not match:
         raise ValueProblem(f"{text!r} is not a memory size (e.g. 512M, 4G)")
-    number, unit = int(match.group(1)), (match.group(2) or "M").upper()
+    number = _digits(match.group(1), f"{text!r} is not a memory size")
+    unit = (match.group(2) or "M").upper()
     kb = number * _MEM_FACTOR_KB[unit]
     return -(-kb // 1024)  # round up to whole megabytes
 
@@ -101,17 +129,22 @@ def parse_time_s(text: str) -> int:
 
 
 def _time_part(part: str, whole: str) -> int:
-    if not part.isdigit():
-        raise ValueProblem(f"{whole!r} is not a time (MM, MM:SS, HH:MM:SS, D-HH:MM:SS)")
-    return int(part)
+    return _digits(part, f"{whole!r} is not a time (MM, MM:SS, HH:MM:SS, D-HH:MM:SS)")
 
 
 def parse_gres(text: str) -> int:
     """``gpu:N`` (the only generic resource Sky Port knows) → N."""
-    match = re.fullmatch(r"gpu:(\d+)", text.strip())
+    match = re.fullmatch(r"gpu:([0-9]+)", text.strip())
     if not match:
         raise ValueProblem(f"{text!r} is not supported: use gpu:N")
-    return int(match.group(1))
+    return _digits(match.group(1), f"{text!r} is not supported: use gpu:N")
+
+
+def _env_name(name: str) -> str:
+    try:
+        return check_env_name(name)
+    except EnvNameError as err:
+        raise ValueProblem(str(err)) from err
 
 
 def parse_env_pairs(text: str) -> dict[str, str]:
@@ -121,7 +154,7 @@ def parse_env_pairs(text: str) -> dict[str, str]:
         name, eq, value = item.partition("=")
         if not eq or not name:
             raise ValueProblem(f"{item!r} is not VAR=VALUE (ALL, NONE and bare names unsupported)")
-        pairs[name] = value
+        pairs[_env_name(name)] = value
     return pairs
 
 
@@ -130,7 +163,7 @@ def parse_env_one(text: str) -> dict[str, str]:
     name, eq, value = text.partition("=")
     if not eq or not name:
         raise ValueProblem(f"{text!r} is not VAR=VALUE")
-    return {name: value}
+    return {_env_name(name): value}
 
 
 @dataclass(frozen=True)
@@ -237,7 +270,7 @@ class Request:
         """Set ``option`` from ``text``; raise DirectiveError naming ``where`` if malformed."""
         try:
             value = option.convert(text)
-        except ValueProblem as exc:
+        except ValueError as exc:  # ValueProblem, StagedPathError, or a converter's slip
             raise DirectiveError(where, f"--{option.long}: {exc}") from None
         if option.repeat == "append":
             self.values[option.field] = [*self.values.get(option.field, []), value]
@@ -374,10 +407,17 @@ def build_spec(script: str, request: Request, inputs: tuple[StagedInput, ...] = 
         raise DirectiveError(_where_of(str(exc), request), _explain(str(exc))) from None
 
 
+# Whole-spec checks (JobSpec.__post_init__) name no field; these words say which one.
+_MESSAGE_FIELD = (("environment", "env"), ("two inputs", "inputs"))
+
+
 def _where_of(message: str, request: Request) -> str:
     match = re.search(r"\$\.(\w+)", message)
     if match and match.group(1) in request.origin:
         return request.origin[match.group(1)]
+    for words, name in _MESSAGE_FIELD:
+        if not match and words in message and name in request.origin:
+            return request.origin[name]
     if match and match.group(1) == "script":
         return "script"
     return "job"

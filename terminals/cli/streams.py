@@ -42,12 +42,14 @@ def option_dest(long: str) -> str:
 
 
 def exit_code_of(detail: JobDetail) -> int:
-    """0 for a completed job; its exit code if it failed with one; else 1."""
+    """The exit code of ``submit --wait/--follow`` (docs/cli.md): 0 for a completed job; its
+    exit code for a failed job with one in 1-255; 1 otherwise, for a cancelled job too (its
+    exit code is the signal that stopped it, not the job's verdict)."""
     s = detail.summary
     if s.state is JobState.COMPLETED:
         return 0
-    if s.exit_code:
-        return s.exit_code if 0 < s.exit_code < 256 else 1
+    if s.state is JobState.FAILED and s.exit_code is not None and 0 < s.exit_code < 256:
+        return s.exit_code
     return 1
 
 

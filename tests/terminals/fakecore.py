@@ -42,12 +42,14 @@ def summary(n: int, owner: str = "alice") -> JobSummary:
 
 @dataclass
 class FakeCore:
-    """Answers ListJobs (pages of ``page`` jobs), GetJob, and every command."""
+    """Answers ListJobs (pages of ``page`` jobs), GetJob, and every command (refusing
+    commands about the jobs in ``refuse``)."""
 
     jobs: list[JobSummary]
     details: dict[str, JobDetail] = field(default_factory=dict)
     page: int = 1000
     submitted: list[SubmitJob] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)
 
     async def on_query(self, msg: Incoming[AnyQuery]) -> msgspec.Struct:
         q = msg.body
@@ -70,7 +72,10 @@ class FakeCore:
         if isinstance(cmd, SubmitJob):
             self.submitted.append(cmd)
             return Accepted(to=cmd.id, job_id=JobId(str(len(self.submitted))))
-        return Accepted(to=cmd.id, job_id=getattr(cmd, "job_id", None))
+        job_id = getattr(cmd, "job_id", None)
+        if job_id in self.refuse:
+            return Rejected(to=cmd.id, code=RejectCode.NOT_OWNER, detail=f"job {job_id}")
+        return Accepted(to=cmd.id, job_id=job_id)
 
     async def serve(self, bus: Bus) -> None:
         await bus.serve(subjects.CORE_QUERIES, "q", msgspec.json.Decoder(AnyQuery), self.on_query)

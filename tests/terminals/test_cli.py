@@ -99,6 +99,53 @@ async def test_cancel_many(state: StateDir, nats_url: str, core_bus: Bus) -> Non
     assert code == 0 and out.splitlines() == ["1: cancel accepted", "2: cancel accepted"]
 
 
+async def test_cancel_many_exits_1_if_any_was_refused(
+    state: StateDir, nats_url: str, core_bus: Bus
+) -> None:
+    await FakeCore([], refuse={"2"}).serve(core_bus)
+    pretend_running(state, nats_url)
+    code, out, err, _ = await run(state, "cancel", "1", "2", "3")
+    assert code == 1
+    assert out.splitlines() == ["1: cancel accepted", "3: cancel accepted"]
+    assert err == "skyport: 2: not_owner: job 2\n"
+
+
+async def test_cancel_many_of_an_unreachable_deployment_exits_3(state: StateDir) -> None:
+    pretend_running(state, "nats://127.0.0.1:1")
+    code, out, err, _ = await run(state, "cancel", "1", "2")
+    assert (code, out) == (3, "")
+    assert err.startswith("skyport: cannot reach NATS") and len(err.splitlines()) == 1
+
+
+async def test_environment_errors_name_the_line_or_option(
+    state: StateDir, nats_url: str, core_bus: Bus, tmp_path: Path
+) -> None:
+    fake = FakeCore([])
+    await fake.serve(core_bus)
+    pretend_running(state, nats_url)
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\n#SKYPORT --export=A-B=1\ntrue\n")
+    code, _, err, _ = await run(state, "submit", str(script))
+    assert code == 2 and err.startswith("skyport: line 2: #SKYPORT --export=A-B=1: --export: ")
+    script.write_text("#!/bin/sh\ntrue\n")
+    code, _, err, _ = await run(state, "submit", str(script), "--env=SKYPORT_JOB_ID=1")
+    assert code == 2 and err.startswith("skyport: command line --env: --env: environment ")
+    assert fake.submitted == []
+
+
+async def test_a_non_ascii_digit_is_a_usage_error_naming_the_line(
+    state: StateDir, nats_url: str, core_bus: Bus, tmp_path: Path
+) -> None:
+    fake = FakeCore([])
+    await fake.serve(core_bus)
+    pretend_running(state, nats_url)
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\n#SWM time \u00b2\ntrue\n")
+    code, _, err, _ = await run(state, "submit", str(script))
+    assert code == 2 and err.startswith("skyport: line 2: #SWM time \u00b2: --time: ")
+    assert "Traceback" not in err and fake.submitted == []
+
+
 async def test_status_without_deployment_exits_3(state: StateDir) -> None:
     code, out, _, _ = await run(state, "status", "--json")
     assert code == 3

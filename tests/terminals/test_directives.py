@@ -155,6 +155,70 @@ def test_schema_limits_name_the_line(line: str, option: str) -> None:
     assert option in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "#SKYPORT --time=\u00b2",  # superscript two: str.isdigit() says yes, int() says no
+        "#SWM time \u00b2",
+        "#SKYPORT --time=1-\u00b2",
+        "#SKYPORT --time=\u0663",  # Arabic-Indic three: \\d and int() take it as 3
+        "#SKYPORT --nodes=\u0663",
+        "#SKYPORT --cpus-per-task=\u00b2",
+        "#SKYPORT --gpus-per-node=\u0663",
+        "#SKYPORT --priority=\u0663",
+        "#SKYPORT --mem=\u0663G",
+        "#SKYPORT --mem=4\u212a",  # Kelvin sign: matched K case-insensitively, then a KeyError
+        "#SKYPORT --gres=gpu:\u0663",
+        "#SKYPORT --nodes=" + "9" * 5000,  # int() raises past 4300 digits
+        "#SKYPORT --time=" + "9" * 5000,
+        "#SKYPORT --mem=" + "9" * 5000 + "G",
+        "#SKYPORT --priority=-" + "9" * 5000,
+    ],
+)
+def test_numbers_are_ascii_digits_and_errors_name_the_line(line: str) -> None:
+    script = f"#!/bin/sh\n{line}\necho\n"
+    with pytest.raises(DirectiveError) as err:
+        build_spec(script, parse_script(script))
+    assert err.value.where == f"line 2: {line}"
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("#SKYPORT --export=A-B=1", "invalid environment variable name 'A-B'"),
+        ("#SKYPORT --export=OK=1,9LIVES=1", "invalid environment variable name '9LIVES'"),
+        ("#SKYPORT --env=\u00c9T\u00c9=1", "invalid environment variable name"),
+        ("#SKYPORT --env=" + "V" * 129 + "=1", "invalid environment variable name"),
+        ("#SKYPORT --env=SKYPORT_JOB_ID=1", "'SKYPORT_JOB_ID' is reserved"),
+        ("#SKYPORT --export=A=1,SKYPORT_X=2", "'SKYPORT_X' is reserved"),
+    ],
+)
+def test_bad_environment_names_name_the_line(line: str, needle: str) -> None:
+    script = f"#!/bin/sh\n{line}\necho\n"
+    with pytest.raises(DirectiveError) as err:
+        build_spec(script, parse_script(script))
+    assert err.value.where == f"line 2: {line}"
+    assert needle in err.value.message
+
+
+def test_bad_environment_names_on_the_command_line_name_the_option() -> None:
+    with pytest.raises(DirectiveError) as err:
+        parse_options([("export", "A-B=1")])
+    assert err.value.where == "command line --export"
+    with pytest.raises(DirectiveError) as err:
+        parse_options([("env", "SKYPORT_JOB_ID=1")])
+    assert err.value.where == "command line --env"
+
+
+def test_too_many_variables_names_the_line_that_set_them() -> None:
+    first = ",".join(f"A{i}=1" for i in range(300))
+    second = ",".join(f"B{i}=1" for i in range(300))
+    script = f"#SKYPORT --export={first}\n#SKYPORT --export={second}\n"
+    with pytest.raises(DirectiveError) as err:
+        build_spec(script, parse_script(script))
+    assert err.value.where == f"line 2: #SKYPORT --export={second}"
+
+
 def test_schema_limit_names_the_line_that_set_it() -> None:
     script = "#SKYPORT -J ok\n#SKYPORT --nodes=5000\n"
     with pytest.raises(DirectiveError) as err:
