@@ -23,15 +23,18 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import FetchTimeoutError
 
-from schemas.commands import AnyReply, RejectCode, Rejected
+from schemas.commands import AnyReply, RejectCode, Rejected, answers
 from schemas.ids import MessageId
 from schemas.roster import Identity, Role, Roster
+from schemas.subjects import Kind, parse
 from schemas.wire import Refusal, Signer, Verifier, WireError
 
 log = logging.getLogger("skyport.bus")
 
 T = TypeVar("T")
 _reply_decoder = msgspec.json.Decoder(AnyReply)
+# Refusals that get no answer: the sender is not known, so nothing may be sent on its behalf.
+_SILENT = frozenset({Refusal.UNSIGNED, Refusal.UNKNOWN_SIGNER, Refusal.BAD_SIGNATURE})
 _encoder = msgspec.json.Encoder()
 
 
@@ -166,6 +169,9 @@ class Bus:
         if reply.sender.role is not Role.CORE:
             raise BusError(f"reply to {subject} not signed by core")
         body: AnyReply = reply.body
+        request_id = getattr(msg, "id", None)
+        if request_id is not None and not answers(body, request_id):
+            raise BusError(f"the reply on {subject} answers another request")
         return body
 
     async def serve(
@@ -183,10 +189,16 @@ class Bus:
         """
 
         async def on_msg(raw: Msg) -> None:
+            if raw.reply and parse(raw.reply).kind is not Kind.INBOX:
+                # Core's signed reply must never land on a subject the sender picked.
+                self.refuse(WireError(Refusal.BAD_REPLY, raw.subject, raw.reply[:80]), raw.subject)
+                return
             try:
                 incoming = self.open(raw.subject, raw.data, raw.headers, decoder)
             except (WireError, msgspec.MsgspecError) as exc:
                 reason = self.refuse(exc, raw.subject)
+                if reason in _SILENT:
+                    return  # nobody we know sent it: no answer
                 code = (
                     RejectCode.BAD_REQUEST
                     if reason is Refusal.MALFORMED
@@ -200,10 +212,19 @@ class Bus:
                     log.exception("%s: handler failed on %s", self.component, raw.subject)
                     reply = Rejected(to=MessageId(""), code=RejectCode.INTERNAL, detail=str(exc))
             if raw.reply:
-                await self.publish(raw.reply, reply)
+                try:
+                    await self.publish(raw.reply, reply)
+                except nats.errors.MaxPayloadError:
+                    log.error("%s: reply on %s too large to send", self.component, raw.subject)
+                    too_big = Rejected(
+                        to=MessageId(""), code=RejectCode.INTERNAL, detail="too large"
+                    )
+                    await self.publish(raw.reply, too_big)
 
         if max_in_flight <= 1:
-            return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+            sub = await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+            await self.nc.flush()  # serving once this returns: the server has the interest
+            return sub
         slots = asyncio.Semaphore(max_in_flight)
         tasks: set[asyncio.Task[None]] = set()
 
@@ -219,7 +240,9 @@ class Bus:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        return await self.nc.subscribe(subject, queue=queue, cb=on_msg_concurrent)
+        sub = await self.nc.subscribe(subject, queue=queue, cb=on_msg_concurrent)
+        await self.nc.flush()
+        return sub
 
     # -- JetStream ---------------------------------------------------------------------------
 

@@ -102,7 +102,7 @@ class StateDir:
             return Roster.decode(self.roster_path.read_bytes())
         except FileNotFoundError as exc:
             raise DeploymentError(f"no roster at {self.roster_path}: run 'skyport up'") from exc
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             raise DeploymentError(f"{self.roster_path} is damaged: {exc}") from exc
 
     def load_signer(self, name: str) -> Signer:
@@ -115,7 +115,15 @@ class StateDir:
             raise DeploymentError(f"{path} is not an nkey user seed") from exc
 
     def ensure_identity(self, name: str, role: Role) -> Identity:
-        """Create the key of ``name`` if missing and add it to the roster; return it."""
+        """Create the key of ``name`` if missing and add it to the roster; return it.
+
+        A name belongs to one role: a user called ``core`` must not get core's key."""
+        roster = self.load_roster() if self.roster_path.exists() else Roster([])
+        taken = [i for i in roster.identities() if i.name == name and i.role != role]
+        if taken:
+            raise DeploymentError(
+                f"the name {name!r} belongs to the {taken[0].role} identity; choose another"
+            )
         self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.seed_path(name)
         if not path.exists():
@@ -123,7 +131,6 @@ class StateDir:
             with os.fdopen(fd, "wb") as f:
                 f.write(new_user_seed())
         identity = Identity(name=name, role=role, key=self.load_signer(name).public_key)
-        roster = self.load_roster() if self.roster_path.exists() else Roster([])
         if roster.get(identity.key) != identity:
             others = [i for i in roster.identities() if i.name != name or i.role != role]
             tmp = self.roster_path.with_suffix(".tmp")

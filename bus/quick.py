@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from schemas.commands import AnyReply
+from schemas import subjects
+from schemas.commands import AnyReply, answers
 from schemas.roster import Role, Roster
 from schemas.wire import Signer, Verifier, WireError
 
@@ -94,7 +95,7 @@ class QuickRequester:
         head = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
         head += CRLF
         self._sid += 1
-        inbox = f"_INBOX.{os.urandom(12).hex()}"
+        inbox = f"{subjects.INBOX_PREFIX}{os.urandom(12).hex()}"
         self._sock.sendall(
             b"".join(
                 [
@@ -115,6 +116,9 @@ class QuickRequester:
             raise QuickError(f"refused the reply to {subject}: {exc}") from exc
         if sender.role is not Role.CORE:
             raise QuickError(f"reply to {subject} not signed by core")
+        request_id = getattr(msg, "id", None)
+        if request_id is not None and not answers(reply, request_id):
+            raise QuickError(f"the reply on {subject} answers another request")
         return reply
 
     # -- protocol reading ----------------------------------------------------------------------

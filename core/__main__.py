@@ -1,7 +1,8 @@
 """``python -m core``: run core as its own process until SIGTERM or SIGINT (exit 0).
 
-Wiring only: settings → signer, roster, bus, streams, store (in an AsyncExitStack) → the
-service. Logs go to stderr; seeds are never logged.
+Wiring only: settings → the one-writer lock (core.lock), signer, roster, bus, streams, store
+(in an AsyncExitStack) → the service. Logs go to stderr; seeds are never logged. Exit 2 when
+core cannot start (a broken deployment, or another core holds the database's lock).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from bus.connection import Bus
 from bus.deployment import DeploymentError
 from bus.streams import ensure_streams
+from core.lock import LockHeldError, hold, lock_path
 from core.service import CoreService
 from core.settings import Settings, parse_args
 from core.store import Store
@@ -30,6 +32,9 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
+        guard = lock_path(settings.db_url)
+        if guard is not None:  # other databases: a NATS KV lease, in a later issue
+            stack.enter_context(hold(guard))
         bus = await Bus.connect(settings.nats_url, signer, roster, "core")
         stack.push_async_callback(bus.close)
         await ensure_streams(bus.js)
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(settings))
-    except DeploymentError as exc:
+    except (DeploymentError, LockHeldError) as exc:
         log.error("core cannot start: %s", exc)
         return 2
     return 0

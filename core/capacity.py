@@ -1,8 +1,9 @@
 """The over-commit guard: does an allocation fit a gate's nodes beside the active jobs? Pure.
 
 Core trusts the scheduler's placements only as far as the gates' reported capacity goes: a
-placement naming an unknown node, or one that would push a node past its cpus, memory or GPUs
-given the allocations of the jobs already on it, is refused.
+placement naming an unknown node, a host other than the node's, a GPU the node does not have,
+or one that would push a node past its cpus, memory or GPUs given the allocations of the jobs
+already on it, is refused.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ def add(usage: Usage, alloc: Allocation) -> None:
 
 
 def misfit(alloc: Allocation, nodes: dict[str, NodeShape] | None, usage: Usage) -> str | None:
-    """Why ``alloc`` does not fit (a detail for PlaceRejection), or None if it fits."""
+    """Why ``alloc`` does not fit (a detail for PlaceRejection), or None if it fits.
+
+    The sizes of the shares are the job's rule (core.job.decide_place); here each share must
+    name a reported node, on the host the gate reported, with GPU indices the node has, and
+    fit beside what the active jobs already hold of that node.
+    """
     if nodes is None:
         return f"gate {alloc.gate} has not reported capacity"
     seen: set[str] = set()
@@ -55,19 +61,21 @@ def misfit(alloc: Allocation, nodes: dict[str, NodeShape] | None, usage: Usage) 
         if share.node in seen:
             return f"node {share.node} is named twice"
         seen.add(share.node)
-        use = usage.get((alloc.gate, share.node), NodeUse())
+        if share.host != shape.host:
+            return f"node {share.node} is on host {shape.host}, not {share.host}"
         if share.cpus < 0 or share.memory_mb < 0:
             return f"negative share of node {share.node}"
-        over_gpu = (
-            use.gpu_count + len(share.gpus) > shape.gpus
-            or len(set(share.gpus)) != len(share.gpus)
-            or bool(use.gpus.intersection(share.gpus))
-            or any(g < 0 or g >= shape.gpus for g in share.gpus)
-        )
+        if len(set(share.gpus)) != len(share.gpus) or any(
+            g < 0 or g >= shape.gpus for g in share.gpus
+        ):
+            has = f"GPUs 0..{shape.gpus - 1}" if shape.gpus else "no GPUs"
+            return f"node {share.node} has {has}, not {list(share.gpus)}"
+        use = usage.get((alloc.gate, share.node), NodeUse())
         if (
             use.cpus + share.cpus > shape.cpus
             or use.memory_mb + share.memory_mb > shape.memory_mb
-            or over_gpu
+            or use.gpu_count + len(share.gpus) > shape.gpus
+            or bool(use.gpus.intersection(share.gpus))
         ):
             return f"over-commits node {share.node}"
     return None

@@ -7,6 +7,7 @@ ids are ``f"{job_id}-{version}"`` so that a re-publish of the same event is de-d
 
 from __future__ import annotations
 
+import re
 from typing import assert_never
 
 import msgspec
@@ -102,6 +103,18 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
         if self.state is JobState.FAILED and self.fail_reason is not None:
             return self.fail_reason.value
         return ""
+
+
+_JOB_NUMBER = re.compile(r"[1-9][0-9]{0,17}")
+
+
+def job_number(text: str) -> int | None:
+    """The number of job id ``text``, or None if core never issues such an id.
+
+    Job ids are ASCII digits without a leading zero, at most 18 of them (so that every id
+    fits a 64-bit SQL integer); anything else ("²", "01", "9" * 30) names no job.
+    """
+    return int(text) if _JOB_NUMBER.fullmatch(text) else None
 
 
 def _event_id(job: Job, offset: int = 1) -> MessageId:
@@ -226,11 +239,7 @@ def decide_place(job: Job, placement: Placement, plan_id: PlanId, at: float) -> 
             f"job {job.job_id} is at attempt {job.attempt}, not {placement.attempt}",
         )
     alloc = placement.allocation
-    if len(alloc.nodes) != job.spec.nodes:
-        raise JobRuleError(
-            RejectCode.INVALID_STATE,
-            f"job {job.job_id} asks for {job.spec.nodes} nodes, placement has {len(alloc.nodes)}",
-        )
+    _check_shares(job, alloc)
     if job.spec.gate is not None and job.spec.gate != alloc.gate:
         raise JobRuleError(
             RejectCode.INVALID_STATE, f"job {job.job_id} must run on gate {job.spec.gate}"
@@ -247,6 +256,34 @@ def decide_place(job: Job, placement: Placement, plan_id: PlanId, at: float) -> 
             detail=f"placed on {alloc.gate}: {_nodes_text(alloc)}{again}",
         )
     ]
+
+
+def _check_shares(job: Job, alloc: Allocation) -> None:
+    """One share per node asked for, each exactly the spec's per-node size (gang, whole)."""
+    spec = job.spec
+    if len(alloc.nodes) != spec.nodes:
+        raise JobRuleError(
+            RejectCode.INVALID_STATE,
+            f"job {job.job_id} asks for {spec.nodes} nodes, placement has {len(alloc.nodes)}",
+        )
+    if len({share.node for share in alloc.nodes}) != len(alloc.nodes):
+        raise JobRuleError(
+            RejectCode.INVALID_STATE, f"placement of job {job.job_id} names a node twice"
+        )
+    want = (spec.cpus_per_node, spec.memory_mb_per_node, spec.gpus_per_node)
+    for share in alloc.nodes:
+        if (share.cpus, share.memory_mb, len(share.gpus)) != want:
+            raise JobRuleError(
+                RejectCode.INVALID_STATE,
+                f"job {job.job_id} needs {want[0]} cpus, {want[1]} MB and {want[2]} GPUs per"
+                f" node; the share of node {share.node} has {share.cpus} cpus,"
+                f" {share.memory_mb} MB and {len(share.gpus)} GPUs",
+            )
+        if len(set(share.gpus)) != len(share.gpus):
+            raise JobRuleError(
+                RejectCode.INVALID_STATE,
+                f"the share of node {share.node} names a GPU twice: {list(share.gpus)}",
+            )
 
 
 _RUN_FROM: dict[type[RunEvent], frozenset[JobState]] = {

@@ -1,7 +1,9 @@
 """Core's query side: job listings and one job's detail, read from the projection tables.
 
 Users see only their own jobs; admins and the scheduler see all. Reads run in worker threads
-on their own connections (SQLite WAL lets them run beside the writer).
+on their own connections (SQLite WAL lets them run beside the writer). A page stops at
+``limit`` jobs or ``PAGE_BUDGET`` bytes of summaries, whichever comes first; ``next_after``
+tells the client where to go on.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from bus.connection import Incoming
+from core.job import job_number
 from core.projections import history, summary
 from core.store import Store
 from schemas import subjects
@@ -22,11 +25,15 @@ from schemas.commands import (
     RejectCode,
     Rejected,
 )
+from schemas.events import AnyJobEvent
 from schemas.ids import JobId, UserName
 from schemas.jobs import JobSummary
 from schemas.roster import Role
 
 _summaries = msgspec.json.Decoder(list[JobSummary])
+
+PAGE_BUDGET = 2 * 1024 * 1024
+"""Encoded summaries per page, at most: half the bus's 4 MiB message limit."""
 
 
 class Queries:
@@ -56,7 +63,11 @@ class Queries:
                     to=query.id, code=RejectCode.NOT_OWNER, detail="users list only their own jobs"
                 )
             user = UserName(only)
-        after = int(query.after) if query.after is not None and query.after.isdigit() else 0
+        after = 0 if query.after is None else job_number(query.after)
+        if after is None:
+            return Rejected(
+                to=query.id, code=RejectCode.BAD_REQUEST, detail="after must be a job id"
+            )
         rows = await self.store.run_read(
             self.store.list_jobs,
             query.states,
@@ -66,15 +77,16 @@ class Queries:
             after,
             query.limit,
         )
-        jobs = _summaries.decode(b"[" + b",".join(rows) + b"]")
-        more = len(jobs) > query.limit
-        jobs = jobs[: query.limit]
-        next_after = jobs[-1].job_id if more and jobs else None
+        page = _fill(rows, query.limit, PAGE_BUDGET)
+        jobs = _summaries.decode(b"[" + b",".join(page) + b"]")
+        next_after = jobs[-1].job_id if len(page) < len(rows) and jobs else None
         return JobPage(to=query.id, jobs=tuple(jobs), next_after=next_after)
 
     async def get_job(self, query: GetJob, only: str | None) -> AnyReply:
         """One job with its spec, allocation, outputs and full history of transitions."""
-        events = await self.store.run_read(self.store.job_events, JobId(query.job_id))
+        events: list[AnyJobEvent] = []
+        if job_number(query.job_id) is not None:
+            events = await self.store.run_read(self.store.job_events, JobId(query.job_id))
         job, steps = history(events)
         if job is None:
             return Rejected(
@@ -92,3 +104,14 @@ class Queries:
             outputs=job.outputs,
             history=steps,
         )
+
+
+def _fill(rows: list[bytes], limit: int, budget: int) -> list[bytes]:
+    """The first rows of a page: at most ``limit``, and at least one but no more than fit
+    ``budget`` bytes, so that a page of long names still goes out in one message."""
+    size = 0
+    for i, row in enumerate(rows[:limit]):
+        size += len(row) + 1
+        if size > budget and i > 0:
+            return rows[:i]
+    return rows[:limit]

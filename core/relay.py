@@ -10,6 +10,7 @@ stream keeps the store's order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TypeVar
@@ -65,10 +66,11 @@ class Relay:
                 log.exception("relay: publish failed; retrying")
                 await asyncio.sleep(poll_s)
                 continue
-            try:
-                await asyncio.wait_for(self.wake.wait(), poll_s)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when it is
+            # cancelled just as the event is set, and the relay then never stops.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll_s):
+                    await self.wake.wait()
 
     async def pump(self) -> bool:
         """Publish one batch of events and one of gate commands; True if anything moved."""

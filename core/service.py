@@ -4,7 +4,8 @@ Commands and gate events go through one queue to one writer task (group commit):
 queued is taken as a batch (up to ``batch_max``), decided in order against an overlay of the
 in-memory state (core.batch), appended in one transaction with its inbox marks, projection
 rows and outbox rows, and only then answered (or acknowledged, for gate events). The relay is
-woken after every commit; this module never publishes events itself.
+woken after every commit; this module never publishes events itself. After a failed commit
+the in-memory state is reloaded from the store before the items are retried one by one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from core.batch import (
     decide_gate_event,
     inbox_key,
 )
-from core.job import Actor
+from core.job import Actor, job_number
 from core.queries import Queries
 from core.relay import Relay
 from core.store import Store
@@ -87,9 +88,11 @@ class CoreService:
         self.relay = Relay(bus, store, self.committed)
         self.batches = 0
         self._busy = False
+        self._stale = False  # memory may be behind the store: reload before the next batch
 
     async def load(self) -> None:
-        """Start-up: snapshots of unfinished jobs, gates' nodes, the job id counter."""
+        """Snapshots of unfinished jobs, gates' nodes, the job id counter (at start-up, and
+        again after a failed commit, since the store may then be ahead of memory)."""
         jobs = await self.store.run_read(self.store.load_active)
         self.state.jobs = {j.job_id: j for j in jobs}
         self.state.gates = await self.store.run_read(self.store.load_gates)
@@ -127,10 +130,9 @@ class CoreService:
             await stop.wait()
             for sub in subs:
                 await sub.unsubscribe()
-            for task in tasks:
-                task.cancel()
+            await _cancel(tasks)
             await self._drain()
-            writer.cancel()
+            await _cancel([writer])
         log.info("core stopped after %d batches", self.batches)
 
     async def _drain(self, timeout: float = 5.0) -> None:
@@ -212,6 +214,7 @@ class CoreService:
             try:
                 await self._process(items)
             except Exception as exc:  # message-loop boundary: fail these, keep writing
+                self._stale = True
                 log.exception("core: batch of %d failed", len(items))
                 for work in items:
                     _fail(work, exc)
@@ -219,7 +222,13 @@ class CoreService:
                 self._busy = False
 
     async def _process(self, items: list[Work]) -> None:
-        """Decide and commit one batch; on a failed commit retry each item alone."""
+        """Decide and commit one batch; on a failed commit resync, then retry each item alone.
+
+        A failure other than one item's decide error may leave the store ahead of memory
+        (another writer appended first, or a COMMIT succeeded but its answer was lost), so the
+        state is reloaded before anything is decided again, and items that did commit find
+        their reply in the inbox.
+        """
         while items:
             try:
                 await self._commit_batch(items)
@@ -228,19 +237,28 @@ class CoreService:
                 log.error("core: %s", err, exc_info=err.cause)
                 _fail(items[err.index], err.cause)
                 items = items[: err.index] + items[err.index + 1 :]
-            except Exception as exc:
-                if len(items) == 1:
-                    raise
-                log.warning("core: commit of %d failed (%s); one by one", len(items), exc)
+            except Exception:
+                self._stale = True
+                log.exception("core: commit of %d failed; reloading, then one by one", len(items))
                 for work in items:
-                    try:
-                        await self._commit_batch([work])
-                    except Exception as one:
-                        log.exception("core: %s failed", work.key)
-                        _fail(work, one)
+                    await self._commit_alone(work)
                 return
 
+    async def _commit_alone(self, work: Work) -> None:
+        try:
+            await self._commit_batch([work])
+        except ItemFailedError as err:
+            log.error("core: %s: %s", work.key, err, exc_info=err.cause)
+            _fail(work, err.cause)
+        except Exception as exc:
+            self._stale = True
+            log.error("core: %s failed: %r", work.key, exc)
+            _fail(work, exc)
+
     async def _commit_batch(self, items: list[Work]) -> None:
+        if self._stale:
+            await self.load()
+            self._stale = False
         needed = {
             job_id for w in items for job_id in _job_ids(w.body) if job_id not in self.state.jobs
         }
@@ -273,6 +291,16 @@ class CoreService:
                 item.done.set_result(reply)
 
 
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again while one lives on: Python 3.11's
+    ``wait_for`` (nats-py fetches with it) can swallow a cancellation that races a timeout."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
 def _decide(work: Working, item: Work) -> AnyReply | None:
     body = item.body
     if isinstance(body, GateCapacity | RunEvent):
@@ -283,10 +311,13 @@ def _decide(work: Working, item: Work) -> AnyReply | None:
 
 
 def _job_ids(body: AnyCommand | GateCapacity | RunEvent) -> list[JobId]:
+    """Ids of the jobs a command names that could exist (others are simply unknown jobs)."""
     if isinstance(body, PlaceJobs):
-        return [p.job_id for p in body.placements]
-    job_id = getattr(body, "job_id", None)
-    return [] if job_id is None or isinstance(body, RunEvent) else [job_id]
+        ids = [p.job_id for p in body.placements]
+    else:
+        job_id = getattr(body, "job_id", None)
+        ids = [] if job_id is None or isinstance(body, RunEvent) else [job_id]
+    return [j for j in ids if job_number(j) is not None]
 
 
 def _fail(work: Work, exc: BaseException) -> None:
@@ -296,6 +327,11 @@ def _fail(work: Work, exc: BaseException) -> None:
         work.done.set_exception(exc)
         work.done.exception()  # retrieved: the consumer naks it
         return
+    # The exception is in core's log; the sender learns only that sending again is safe.
     work.done.set_result(
-        Rejected(to=MessageId(work.body.id), code=RejectCode.INTERNAL, detail=str(exc))
+        Rejected(
+            to=MessageId(work.body.id),
+            code=RejectCode.INTERNAL,
+            detail="core could not record this command; it may be sent again with the same id",
+        )
     )

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from core.batch import Commit
-from core.job import Job
+from core.job import Job, job_number
 from core.projections import summary, tag_of
 from schemas.events import AnyJobEvent
 from schemas.gate import GateCapacity
@@ -172,7 +172,7 @@ class Store:
         self, keys: Sequence[str], job_ids: Iterable[JobId]
     ) -> tuple[dict[str, bytes], dict[JobId, Job]]:
         """Stored replies of seen inbox keys, and snapshots of jobs not held in memory."""
-        ids = [int(j) for j in job_ids if j.isdigit()]
+        ids = [n for n in map(job_number, job_ids) if n is not None]
         with self.engine.connect() as conn:
             seen: dict[str, bytes] = {}
             for chunk in _chunks(list(keys), 500):
@@ -308,9 +308,10 @@ class Store:
             return [_event_dec.decode(r.payload) for r in conn.execute(q)]
 
     def snapshot(self, job_id: JobId) -> Job | None:
-        if not job_id.isdigit():
+        number = job_number(job_id)
+        if number is None:
             return None
-        q = sa.select(JOBS.c.snapshot).where(JOBS.c.job_id == int(job_id))
+        q = sa.select(JOBS.c.snapshot).where(JOBS.c.job_id == number)
         with self.engine.connect() as conn:
             raw = conn.execute(q).scalar()
         return None if raw is None else _job_dec.decode(raw)

@@ -16,6 +16,8 @@ from schemas.ids import JobId, MessageId, PlanId, UserName
 from schemas.jobs import Allocation, JobSpec, JobState, JobSummary, StagedOutput, Transition
 
 MAX_PAGE = 10_000
+# Job ids are core's sequence numbers; a command naming anything else is malformed.
+JobRef = Annotated[JobId, Meta(pattern="^[1-9][0-9]{0,17}$")]
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -30,25 +32,25 @@ class SubmitJob(Command, frozen=True, kw_only=True, tag="submit_job"):
 
 
 class CancelJob(Command, frozen=True, kw_only=True, tag="cancel_job"):
-    job_id: JobId
+    job_id: JobRef
 
 
 class RequeueJob(Command, frozen=True, kw_only=True, tag="requeue_job"):
-    job_id: JobId
+    job_id: JobRef
 
 
 class HoldJob(Command, frozen=True, kw_only=True, tag="hold_job"):
-    job_id: JobId
+    job_id: JobRef
 
 
 class ReleaseJob(Command, frozen=True, kw_only=True, tag="release_job"):
-    job_id: JobId
+    job_id: JobRef
 
 
 class Placement(msgspec.Struct, frozen=True, kw_only=True):
     """Start attempt ``attempt`` of a pending job on ``allocation``."""
 
-    job_id: JobId
+    job_id: JobRef
     attempt: int
     allocation: Allocation
 
@@ -77,12 +79,12 @@ class ListJobs(Query, frozen=True, kw_only=True, tag="list_jobs"):
     include_finished: bool = False
     user: UserName | None = None
     name: str | None = None
-    after: JobId | None = None
+    after: JobRef | None = None
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 1000
 
 
 class GetJob(Query, frozen=True, kw_only=True, tag="get_job"):
-    job_id: JobId
+    job_id: JobRef
 
 
 AnyQuery = ListJobs | GetJob
@@ -138,3 +140,9 @@ class JobDetail(Reply, frozen=True, kw_only=True, tag="job_detail"):
 
 
 AnyReply = Accepted | Rejected | PlaceReply | JobPage | JobDetail
+
+
+def answers(reply: AnyReply, request_id: MessageId) -> bool:
+    """Whether ``reply`` is the answer to the request ``request_id`` (a refusal of a message
+    core could not read carries an empty ``to``)."""
+    return reply.to == request_id or (isinstance(reply, Rejected) and reply.to == "")

@@ -39,6 +39,8 @@ Script = Annotated[str, Meta(max_length=MAX_SCRIPT_BYTES)]
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 RESERVED_ENV_PREFIX = "SKYPORT_"
+# bash's read-only variables: a job's shell cannot take them from the environment
+SHELL_READONLY = frozenset({"SHELLOPTS", "BASHOPTS", "EUID", "UID", "PPID", "BASH_VERSINFO"})
 
 
 class EnvNameError(ValueError):
@@ -54,6 +56,8 @@ def check_env_name(name: str) -> str:
         )
     if name.startswith(RESERVED_ENV_PREFIX):
         raise EnvNameError(f"environment variable {name!r} is reserved ({RESERVED_ENV_PREFIX}*)")
+    if name in SHELL_READONLY:
+        raise EnvNameError(f"environment variable {name!r} is read-only in the job's shell")
     return name
 
 

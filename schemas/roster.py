@@ -46,6 +46,10 @@ class Roster:
 
     def __init__(self, identities: list[Identity]) -> None:
         self._by_key = {i.key: i for i in identities}
+        if len(self._by_key) != len(identities):
+            raise ValueError("two identities share a key")
+        if len({i.name for i in identities}) != len(identities):
+            raise ValueError("two identities share a name")
 
     def get(self, key: str) -> Identity | None:
         return self._by_key.get(key)

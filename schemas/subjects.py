@@ -66,6 +66,7 @@ ALL_LOGS = f"{ROOT}.log.>"
 CORE_COMMANDS = f"{ROOT}.cmd.core.*"
 CORE_QUERIES = f"{ROOT}.query.core.*"
 CORE_QUEUE_GROUP = "skyport-core"
+INBOX_PREFIX = "_INBOX."  # replies go only to subjects under it (nats-py's default)
 
 
 def core_command(verb: CoreVerb) -> str:
@@ -172,7 +173,7 @@ _SHAPES: dict[tuple[str, str, int], Kind] = {
 
 def parse(subject: str) -> Parsed:
     """Classify a subject; anything not of a known shape is ``Kind.OTHER``."""
-    if subject.startswith("_INBOX."):
+    if subject.startswith(INBOX_PREFIX):
         return Parsed(Kind.INBOX)
     if not subject.startswith(ROOT + "."):
         return Parsed(Kind.OTHER)

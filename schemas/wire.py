@@ -33,6 +33,7 @@ class Refusal(StrEnum):
     NOT_ALLOWED = "not_allowed"
     TOO_LARGE = "too_large"
     MALFORMED = "malformed"
+    BAD_REPLY = "bad_reply"
 
 
 class WireError(Exception):

@@ -50,6 +50,7 @@ async def start_core(state: StateDir, url: str, db_url: str) -> RunningCore:
     if task in done:
         task.result()
     assert ready in done, "core did not become ready"
+    await bus.nc.flush()  # the server has core's subscriptions before anyone sends
     return RunningCore(service, store, bus, stop, task)
 
 

@@ -20,6 +20,7 @@ from core.job import (
     decide_run_event,
     decide_submit,
     evolve,
+    job_number,
     replay,
 )
 from schemas.commands import Placement, RejectCode
@@ -200,6 +201,65 @@ def test_placement_with_wrong_node_count_is_refused() -> None:
     job = given_events(*decide_submit(JobId("8"), ALICE, JobSpec(script="x", nodes=2), 1.0))
     with pytest.raises(JobRuleError, match="asks for 2 nodes"):
         decide_place(job, Placement(job_id=job.job_id, attempt=1, allocation=ALLOC), P, 2.0)
+
+
+WHOLE = JobSpec(script="x", nodes=2, cpus_per_task=4, memory_mb_per_node=1000, gpus_per_node=2)
+
+
+def whole(
+    node: str, cpus: int = 4, mem: int = 1000, gpus: tuple[int, ...] = (0, 1)
+) -> NodeAllocation:
+    return NodeAllocation(node=node, host="h", cpus=cpus, memory_mb=mem, gpus=gpus)
+
+
+@pytest.mark.parametrize(
+    ("shares", "why"),
+    [
+        ((whole("a", cpus=0, mem=0, gpus=()), whole("b")), "needs 4 cpus, 1000 MB and 2 GPUs"),
+        ((whole("a", cpus=8), whole("b")), "share of node a has 8 cpus"),
+        ((whole("a"), whole("b", mem=999)), "share of node b has 4 cpus, 999 MB"),
+        ((whole("a", gpus=(0,)), whole("b")), "and 1 GPUs"),
+        ((whole("a", gpus=(1, 1)), whole("b")), "names a GPU twice"),
+        ((whole("a"), whole("a")), "names a node twice"),
+        ((whole("a"),), "asks for 2 nodes, placement has 1"),
+        ((whole("a"), whole("b"), whole("c")), "asks for 2 nodes, placement has 3"),
+    ],
+)
+def test_a_placement_must_give_each_node_exactly_the_per_node_request(
+    shares: tuple[NodeAllocation, ...], why: str
+) -> None:
+    job = given_events(*decide_submit(JobId("9"), ALICE, WHOLE, 1.0))
+    alloc = Allocation(gate=GateName("local"), nodes=shares)
+    with pytest.raises(JobRuleError, match=why) as err:
+        decide_place(job, Placement(job_id=job.job_id, attempt=1, allocation=alloc), P, 2.0)
+    assert err.value.code is RejectCode.INVALID_STATE
+    good = Allocation(gate=GateName("local"), nodes=(whole("a"), whole("b", gpus=(1, 0))))
+    (placed,) = decide_place(job, Placement(job_id=job.job_id, attempt=1, allocation=good), P, 2.0)
+    assert isinstance(placed, JobScheduled)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("1", 1),
+        ("42", 42),
+        ("9" * 18, 10**18 - 1),
+        ("9" * 19, None),
+        ("9" * 30, None),
+        ("²", None),
+        ("١٢", None),  # Arabic-Indic digits are digits to str.isdigit, not job ids
+        ("01", None),
+        ("0", None),
+        ("", None),
+        ("-1", None),
+        ("+1", None),
+        (" 1", None),
+        ("1\n", None),
+        ("1_000", None),
+    ],
+)
+def test_only_ascii_numbers_of_at_most_18_digits_are_job_ids(text: str, number: int | None) -> None:
+    assert job_number(text) == number
 
 
 def test_gate_reports_drive_a_job_to_completed() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,7 +10,7 @@ from core import capacity
 from core.batch import State, Working, apply, decide_command, decide_gate_event
 from core.job import Actor, decide_cancel, decide_requeue, decide_submit, evolve, replay
 from core.lifecycle import follow
-from schemas.commands import PlaceJobs, Placement, PlaceReply, SubmitJob
+from schemas.commands import Accepted, PlaceJobs, Placement, PlaceReply, RejectCode, SubmitJob
 from schemas.gate import GateCapacity, StartRun, StopRun
 from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
 from schemas.jobs import Allocation, JobSpec, NodeAllocation, NodeShape
@@ -23,7 +24,7 @@ NODES = (
 
 
 def share(node: str, cpus: int, mem: int = 0, gpus: tuple[int, ...] = ()) -> NodeAllocation:
-    return NodeAllocation(node=node, host="h", cpus=cpus, memory_mb=mem, gpus=gpus)
+    return NodeAllocation(node=node, host="localhost", cpus=cpus, memory_mb=mem, gpus=gpus)
 
 
 def test_a_scheduled_job_is_started_on_its_gate() -> None:
@@ -80,41 +81,76 @@ def test_capacity_reports_are_kept_per_gate() -> None:
     assert state.gates["local"].nodes == NODES
 
 
-SHARES = st.builds(
-    share,
-    st.sampled_from(["n0", "n1", "n2"]),
-    st.integers(0, 5),
-    st.integers(0, 600),
-    st.lists(st.integers(0, 2), max_size=2, unique=True).map(tuple),
-)
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.lists(SHARES, min_size=1, max_size=2), min_size=1, max_size=12))
-def test_no_node_is_ever_over_committed(requests: list[list[NodeAllocation]]) -> None:
-    state = State(gates={"local": _cap()})
-    work = Working(state, {}, 1.0)
+def _submit_and_place(
+    work: Working, requests: list[tuple[JobSpec, tuple[NodeAllocation, ...]]]
+) -> PlaceReply:
     placements = []
-    for shares in requests:
-        reply = decide_command(
-            work,
-            ALICE,
-            SubmitJob(id=MessageId("s"), at=1.0, spec=JobSpec(script="x", nodes=len(shares))),
-        )
-        job_id = JobId(str(work.commit.last_job_id))
-        alloc = Allocation(gate=GateName("local"), nodes=tuple(shares))
-        placements.append(Placement(job_id=job_id, attempt=1, allocation=alloc))
-        assert reply
+    for spec, shares in requests:
+        reply = decide_command(work, ALICE, SubmitJob(id=MessageId("s"), at=1.0, spec=spec))
+        assert isinstance(reply, Accepted) and reply.job_id is not None, reply
+        alloc = Allocation(gate=GateName("local"), nodes=shares)
+        placements.append(Placement(job_id=reply.job_id, attempt=1, allocation=alloc))
     reply = decide_command(
         work,
         SCHED,
         PlaceJobs(id=MessageId("p"), at=1.0, plan_id=PlanId("p"), placements=tuple(placements)),
     )
     assert isinstance(reply, PlaceReply)
+    return reply
+
+
+def test_shares_that_understate_the_job_or_name_another_host_are_refused() -> None:
+    node = NodeShape(name="n0", cpus=8, memory_mb=1000, gpus=2, host="node0.example")
+    work = Working(State(gates={"local": _cap((node,))}), {}, 1.0)
+    spec = JobSpec(script="x", cpus_per_task=8, memory_mb_per_node=1000, gpus_per_node=2)
+    liar = NodeAllocation(node="n0", host="203.0.113.9", cpus=0, memory_mb=0)
+    reply = _submit_and_place(work, [(spec, (liar,))] * 20)
+    assert reply.accepted == ()
+    assert {r.code for r in reply.rejected} == {RejectCode.INVALID_STATE}
+    assert "needs 8 cpus, 1000 MB and 2 GPUs per node" in reply.rejected[0].detail
+    honest = NodeAllocation(node="n0", host="node0.example", cpus=8, memory_mb=1000, gpus=(0, 1))
+    other_host = msgspec.structs.replace(honest, host="203.0.113.9")
+    bad_gpu = msgspec.structs.replace(honest, gpus=(1, 2))
+    reply = _submit_and_place(
+        work, [(spec, (other_host,)), (spec, (bad_gpu,)), (spec, (honest,)), (spec, (honest,))]
+    )
+    assert reply.accepted == ("23",)
+    assert [r.detail for r in reply.rejected] == [
+        "node n0 is on host node0.example, not 203.0.113.9",
+        "node n0 has GPUs 0..1, not [1, 2]",
+        "over-commits node n0",
+    ]
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[JobSpec, tuple[NodeAllocation, ...]]:
+    """A job's per-node request and shares of exactly that size on distinct nodes."""
+    cpus, mem, gpus = draw(st.integers(1, 5)), draw(st.integers(0, 600)), draw(st.integers(0, 2))
+    nodes = draw(st.lists(st.sampled_from(["n0", "n1", "n2"]), min_size=1, max_size=2, unique=True))
+    indices = st.lists(st.integers(0, 2), min_size=gpus, max_size=gpus, unique=True)
+    shares = tuple(share(n, cpus, mem, tuple(draw(indices))) for n in nodes)
+    spec = JobSpec(
+        script="x",
+        nodes=len(nodes),
+        cpus_per_task=cpus,
+        memory_mb_per_node=mem,
+        gpus_per_node=gpus,
+    )
+    return spec, shares
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(requests(), min_size=1, max_size=12))
+def test_no_node_is_ever_over_committed(
+    jobs: list[tuple[JobSpec, tuple[NodeAllocation, ...]]],
+) -> None:
+    work = Working(State(gates={"local": _cap()}), {}, 1.0)
+    reply = _submit_and_place(work, jobs)
     usage = capacity.usage_of(j.allocation for j in work.active_allocations() if j.allocation)
     shapes = {n.name: n for n in NODES}
     for (_, node), use in usage.items():
         assert use.cpus <= shapes[node].cpus
         assert use.memory_mb <= shapes[node].memory_mb
         assert use.gpu_count <= shapes[node].gpus
-    assert len(reply.accepted) + len(reply.rejected) == len(placements)
+        assert all(0 <= g < shapes[node].gpus for g in use.gpus)
+    assert len(reply.accepted) + len(reply.rejected) == len(jobs)

@@ -15,11 +15,15 @@ from nats import errors as nats_errors
 
 from bus.connection import Bus, Delivery
 from bus.deployment import StateDir
+from core.batch import Commit, State, Working, decide_command
+from core.job import Actor
 from core.service import Work
-from core.store import EVENTS
+from core.store import EVENTS, Store
 from schemas import subjects
 from schemas.commands import (
+    MAX_PAGE,
     Accepted,
+    AnyReply,
     CancelJob,
     GetJob,
     HoldJob,
@@ -33,6 +37,7 @@ from schemas.commands import (
     Rejected,
     ReleaseJob,
     RequeueJob,
+    SubmitJob,
 )
 from schemas.events import AnyJobEvent, JobSubmitted
 from schemas.gate import (
@@ -45,7 +50,8 @@ from schemas.gate import (
 )
 from schemas.ids import GateName, JobId, PlanId, UserName
 from schemas.jobs import Allocation, JobState, NodeAllocation, NodeShape, RunOutcome
-from schemas.wire import Signer, new_user_seed
+from schemas.roster import Identity
+from schemas.wire import MAX_PAYLOAD, Signer, new_user_seed
 from tests.core.conftest import RunningCore, eventually, new_id, send, start_core, submit_job
 
 _events = msgspec.json.Decoder(AnyJobEvent)
@@ -56,7 +62,7 @@ def alloc(*nodes: tuple[str, int]) -> Allocation:
     return Allocation(
         gate=GateName("local"),
         nodes=tuple(
-            NodeAllocation(node=n, host="localhost", cpus=c, memory_mb=100) for n, c in nodes
+            NodeAllocation(node=n, host="localhost", cpus=c, memory_mb=0) for n, c in nodes
         ),
     )
 
@@ -104,10 +110,15 @@ async def test_unsigned_forged_and_tampered_commands_change_nothing(
         (payload.replace(b"echo hi", b"rm -rf"), headers),
         (payload, alice.seal(subjects.core_command(subjects.CoreVerb.PLACE), cmd)[1]),
     ]
-    for data, hdrs in attempts:
-        raw = await alice.nc.request(subject, data, headers=hdrs, timeout=5)
-        reply = msgspec.json.decode(raw.data)
-        assert reply["type"] == "rejected" and reply["code"] == RejectCode.NOT_ALLOWED
+    for data, hdrs in attempts:  # nobody core can identify: refused, counted, no answer
+        with pytest.raises(nats_errors.TimeoutError):
+            await alice.nc.request(subject, data, headers=hdrs, timeout=0.5)
+    refusals = core.bus.refusals
+    assert (refusals["unsigned"], refusals["unknown_signer"], refusals["bad_signature"]) == (
+        1,
+        1,
+        2,
+    )
     assert event_count(core) == 0
     assert core.service.state.last_job_id == 0
 
@@ -275,8 +286,8 @@ async def test_placements_never_over_commit_a_node(
 ) -> None:
     await capacity(gate, core, cpus=2)
     ids = []
-    for _ in range(3):
-        reply = await send(alice, submit_job())
+    for cpus in (2, 1, 1):
+        reply = await send(alice, submit_job(cpus_per_task=cpus))
         assert isinstance(reply, Accepted) and reply.job_id is not None
         ids.append(reply.job_id)
     assert (await place(scheduler, ids[0], alloc(("node0", 2)))).accepted == (ids[0],)
@@ -393,30 +404,121 @@ async def test_concurrent_submissions_are_group_committed_with_distinct_ids(
     assert core.service.batches < n  # several commands shared a transaction
 
 
-async def test_a_failed_batch_is_retried_item_by_item(core: RunningCore, state: StateDir) -> None:
-    with core.store.engine.begin() as conn:  # a stray event makes job 2's append conflict
-        conn.execute(
-            EVENTS.insert().values(
-                event_id="2-1",
-                stream_id="2",
-                version=1,
-                type="x",
-                owner="x",
-                at=0.0,
-                payload=b"{}",
-            )
-        )
-    alice = next(i for i in state.load_roster().identities() if i.name == "alice")
-    works = [Work(f"cmd:user.alice:w{i}", alice, submit_job()) for i in range(3)]
-    for work in works:
+def _alice(state: StateDir) -> Identity:
+    return next(i for i in state.load_roster().identities() if i.name == "alice")
+
+
+async def _run(core: RunningCore, works: list[Work]) -> list[AnyReply | None]:
+    for work in works:  # queued without a yield: the writer takes them as one batch
         core.service.queue.put_nowait(work)
-    replies = [await asyncio.wait_for(w.done, 10) for w in works]
-    assert isinstance(replies[0], Accepted) and replies[0].job_id == "1"
-    assert all(isinstance(r, Rejected) and r.code is RejectCode.INTERNAL for r in replies[1:])
-    assert core.service.state.last_job_id == 1
+    return [await asyncio.wait_for(w.done, 10) for w in works]
+
+
+def _job_ids(replies: list[AnyReply | None]) -> list[str | None]:
+    return [r.job_id if isinstance(r, Accepted) else None for r in replies]
+
+
+async def test_after_a_conflicting_commit_core_reloads_and_goes_on(
+    core: RunningCore, state: StateDir, alice: Bus, db_url: str
+) -> None:
+    assert isinstance(await send(alice, submit_job()), Accepted)
+    other = Store(db_url)  # another writer appends job 2 behind core's back
+    try:
+        work = Working(State(last_job_id=1), {}, time.time())
+        decide_command(work, Actor(name=UserName("bob")), submit_job())
+        other.commit(work.commit)
+    finally:
+        other.close()
+    alice_id = _alice(state)
+    replies = await _run(
+        core, [Work(f"cmd:user.alice:w{i}", alice_id, submit_job()) for i in range(3)]
+    )
+    assert _job_ids(replies) == ["3", "4", "5"]
+    assert core.service.state.last_job_id == 5
+    assert set(core.service.state.jobs) == {"1", "2", "3", "4", "5"}
+    later = await send(alice, submit_job())
+    assert isinstance(later, Accepted) and later.job_id == "6"
     with core.store.engine.connect() as conn:
         ids = conn.execute(sa.select(EVENTS.c.event_id).order_by(EVENTS.c.position)).scalars()
-        assert list(ids) == ["2-1", "1-1"]
+        assert list(ids) == ["1-1", "2-1", "3-1", "4-1", "5-1", "6-1"]
+
+
+@pytest.mark.parametrize("size", [1, 3])
+async def test_a_commit_whose_confirmation_was_lost_is_answered_from_the_inbox(
+    core: RunningCore, state: StateDir, alice: Bus, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    real = core.store.commit
+
+    def commit_then_lose_the_answer(c: Commit) -> None:
+        monkeypatch.setattr(core.store, "commit", real)
+        real(c)
+        raise sa.exc.OperationalError("COMMIT", None, ConnectionError("connection lost"))
+
+    monkeypatch.setattr(core.store, "commit", commit_then_lose_the_answer)
+    alice_id = _alice(state)
+    replies = await _run(
+        core, [Work(f"cmd:user.alice:lost{i}", alice_id, submit_job()) for i in range(size)]
+    )
+    want = [str(i) for i in range(1, size + 1)]
+    assert _job_ids(replies) == want
+    assert sorted(core.service.state.jobs) == want
+    later = await send(alice, submit_job())
+    assert isinstance(later, Accepted) and later.job_id == str(size + 1)
+    assert event_count(core) == size + 1
+
+
+async def test_hostile_job_ids_are_unknown_jobs_and_do_not_split_the_batch(
+    core: RunningCore, state: StateDir
+) -> None:
+    alice_id = _alice(state)
+    works = [Work(f"cmd:user.alice:h{i}", alice_id, submit_job()) for i in range(50)]
+    for i, bad in enumerate(["²", "9" * 30, "01", "-1", "1e3"]):
+        cancel = CancelJob(id=new_id(), at=time.time(), job_id=JobId(bad))
+        works.insert(10 * i, Work(f"cmd:user.alice:bad{i}", alice_id, cancel))
+    before = core.service.batches
+    replies = await _run(core, works)
+    assert core.service.batches == before + 1  # one transaction, not one per item
+    submits = [r for r, w in zip(replies, works, strict=True) if isinstance(w.body, SubmitJob)]
+    assert _job_ids(submits) == [str(i) for i in range(1, 51)]
+    refused = [r for r, w in zip(replies, works, strict=True) if isinstance(w.body, CancelJob)]
+    assert all(isinstance(r, Rejected) and r.code is RejectCode.UNKNOWN_JOB for r in refused)
+
+
+async def test_queries_with_hostile_job_ids_are_refused_without_an_exception(
+    core: RunningCore,
+) -> None:
+    queries = core.service.queries  # core's own edge, whatever the schema lets through
+    for bad in ["²", "9" * 30, "x", "01"]:
+        page = await queries.list_jobs(ListJobs(id=new_id(), at=0.0, after=JobId(bad)), None)
+        assert isinstance(page, Rejected) and page.code is RejectCode.BAD_REQUEST, page
+        detail = await queries.get_job(GetJob(id=new_id(), at=0.0, job_id=JobId(bad)), None)
+        assert isinstance(detail, Rejected) and detail.code is RejectCode.UNKNOWN_JOB, detail
+
+
+async def test_a_listing_of_long_summaries_is_split_into_pages_that_can_be_sent(
+    core: RunningCore, admin: Bus
+) -> None:
+    n = MAX_PAGE
+    work = Working(State(), {}, time.time())
+    for i in range(n):  # names of 255 two-byte characters: ~700 bytes a summary, 7 MB in all
+        decide_command(work, Actor(name=UserName("alice")), submit_job(f"{i:05}" + "é" * 250))
+    core.store.commit(work.commit)
+    jobs = subjects.core_query(subjects.CoreQueryName.JOBS)
+    seen: list[str] = []
+    pages = 0
+    after: JobId | None = None
+    while True:
+        query = ListJobs(id=new_id(), at=time.time(), limit=MAX_PAGE, after=after)
+        page = await admin.request(jobs, query, timeout=10)
+        assert isinstance(page, JobPage), page
+        assert len(msgspec.json.encode(page)) < MAX_PAYLOAD // 2 + 64 * 1024
+        pages += 1
+        seen.extend(j.job_id for j in page.jobs)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == [str(i) for i in range(1, n + 1)]
+    assert pages > 2
 
 
 def _raw_submit(spec: dict[str, object]) -> bytes:

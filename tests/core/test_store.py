@@ -31,9 +31,10 @@ def submit(i: int) -> SubmitJob:
 
 def batch(store: Store, state: State, commands: list[SubmitJob | CancelJob | HoldJob]) -> Commit:
     work = Working(state, {}, 5.0)
-    for i, cmd in enumerate(commands):
-        work.mark(f"k{cmd.id}", decide_command(work, ALICE, cmd))
-        assert i < len(commands)
+    for cmd in commands:
+        reply = decide_command(work, ALICE, cmd)
+        assert isinstance(reply, Accepted), reply  # every step of these tests is allowed
+        work.mark(f"k{cmd.id}", reply)
     store.commit(work.commit)
     apply(state, work.commit)
     return work.commit
@@ -70,6 +71,16 @@ def test_inbox_returns_the_stored_reply_of_a_seen_key(store: Store) -> None:
     seen, _ = store.lookup(["ks1", "ks2"], [])
     assert list(seen) == ["ks1"]
     assert b'"job_id":"1"' in seen["ks1"]
+
+
+def test_ids_core_never_issues_find_no_job_and_raise_nothing(store: Store) -> None:
+    batch(store, State(), [submit(1)])
+    hostile = [JobId(t) for t in ("²", "9" * 30, "01", "-1", "", "1.0")]
+    seen, jobs = store.lookup(["ks1"], [*hostile, JobId("1")])
+    assert list(seen) == ["ks1"] and list(jobs) == ["1"]
+    for job_id in hostile:
+        assert store.snapshot(job_id) is None
+    assert store.snapshot(JobId("1")) is not None
 
 
 def test_snapshot_reload_equals_replay(store: Store) -> None:

@@ -17,6 +17,7 @@ from schemas.jobs import MAX_SPEC_BYTES, JobSpec, NodeShape
         ({"script": "x", "env": {f"V{i}": "x" * 30_000 for i in range(10)}}, "environment"),
         ({"script": "x", "env": {"SKYPORT_JOB_ID": "1"}}, "reserved"),
         ({"script": "x", "env": {"A-B": "1"}}, "invalid environment variable"),
+        ({"script": "x", "env": {"SHELLOPTS": "errexit"}}, "read-only"),
         ({"script": "x", "nodes": 0}, ">= 1"),
         ({"script": "x", "outputs": ["a/../../b"]}, ".."),
         ({"script": "x", "outputs": ["/etc/passwd"]}, "absolute"),
