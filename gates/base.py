@@ -97,6 +97,10 @@ class RunPaths:
         return self.root / "exit"
 
     @property
+    def job_env(self) -> Path:
+        return self.root / "job.env"
+
+    @property
     def job_pid(self) -> Path:
         return self.root / "job.pid"
 

@@ -6,13 +6,17 @@ JetStream's de-duplication (and by core's inbox after the window): events
 system messages ``<job_id>-<attempt>-system-<ordinal>``.
 
 Events and system messages are pipelined: ``send`` returns at once and the messages go out
-one after the other, each after the previous one was acknowledged, retried while the bus is
-down. ``drain`` waits until all are acknowledged. Output chunks are published directly.
+one after the other, each once the previous one is acknowledged. Each is retried on its own,
+with backoff, until it is acknowledged (or the gate stops), so a bus that is down for a while
+delays a run's reports but never loses or poisons them. ``drain`` waits until all are
+acknowledged. Output chunks are published directly, once; the caller retries them (its
+offsets say what went out).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from enum import IntEnum
@@ -36,7 +40,7 @@ from schemas.jobs import StagedOutput
 from schemas.subjects import LogStream
 
 log = logging.getLogger("skyport.gates.reporter")
-RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # the delays between tries; the last one repeats
 
 
 class Note(IntEnum):
@@ -65,6 +69,7 @@ class RunReporter:
         self.start = start
         self.key = f"{start.job_id}-{start.attempt}"
         self._last: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     # -- events ----------------------------------------------------------------------------
 
@@ -169,29 +174,37 @@ class RunReporter:
         previous = self._last
 
         async def after_previous() -> None:
-            if previous is not None:
-                await previous
+            if previous is not None:  # only its end matters here, not how it ended
+                await asyncio.wait({previous})
             await self._publish(subject, msg, msg_id)
 
-        self._last = asyncio.create_task(after_previous(), name=f"publish-{msg_id}")
+        task = asyncio.create_task(after_previous(), name=f"publish-{msg_id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        self._last = task
 
     async def _publish(self, subject: str, msg: msgspec.Struct, msg_id: str) -> None:
-        for attempt, delay in enumerate((*RETRY_S, None)):
+        """Publish until acknowledged; the id makes a try that did go through harmless."""
+        for attempt in itertools.count():
             try:
                 await self.bus.js_publish(subject, msg, msg_id=msg_id)
-                return
             except Exception as exc:  # bus edge: retry while the connection recovers
-                if delay is None:
-                    raise
-                log.warning("publish %s failed (try %d): %s", msg_id, attempt + 1, exc)
+                delay = RETRY_S[min(attempt, len(RETRY_S) - 1)]
+                if attempt < len(RETRY_S) or attempt % 60 == 0:
+                    log.warning("publish %s failed (try %d): %r", msg_id, attempt + 1, exc)
                 await asyncio.sleep(delay)
+            else:
+                if attempt:
+                    log.info("publish %s went through on try %d", msg_id, attempt + 1)
+                return
 
     async def drain(self) -> None:
-        """Wait until everything sent so far is acknowledged (raises if it could not be)."""
+        """Wait until everything sent so far is acknowledged."""
         if self._last is not None:
             await self._last
 
     def abandon(self) -> None:
-        """Stop publishing (the gate is stopping; a restarted gate publishes again)."""
-        if self._last is not None:
-            self._last.cancel()
+        """Stop publishing (the gate is stopping, or the run is supervised anew; whoever
+        resumes the run publishes again, under the same ids)."""
+        for task in self._pending:
+            task.cancel()

@@ -4,13 +4,16 @@ It consumes the gate's work queue of commands (durable pull consumer ``gate-<nam
 reports its capacity as a heartbeat, adopts the runs found on disk at start, and runs one
 ``RunSupervisor`` per run. A StartRun is acknowledged once its record is on disk (a
 restarted gate resumes it from there); a StopRun once it is remembered on disk and passed
-to the run. A StartRun redelivered for a run that has a record is a no-op.
+to the run. A StartRun redelivered for a run that has a record is a no-op. A supervisor
+that fails is replaced, after a pause, by a new one resumed from the run's record, so a run
+is never left without its time limit and stops while the gate runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -35,6 +38,7 @@ log = logging.getLogger("skyport.gates.runner")
 
 _command_decoder = msgspec.json.Decoder(AnyGateCommand)
 CANCEL_RETRY_S = 0.05
+RESUPERVISE_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # pauses before supervising a failed run anew
 
 
 async def cancel_firmly(tasks: Collection[asyncio.Task[Any]]) -> None:
@@ -152,31 +156,59 @@ class GateRunner:
 
     def _adopt_all(self) -> None:
         for paths in records.all_runs(self.gate_dir):
-            try:
-                record = records.load(paths)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                log.exception("gate %s: damaged run record %s", self.gate.name, paths.record)
-                continue
-            if record is None or record.phase is Phase.ENDED:
-                continue
-            log.info("gate %s adopts run %s (%s)", self.gate.name, paths.root.name, record.phase)
-            supervisor = RunSupervisor(self.bus, self.gate, paths, record, self.settings)
-            stop = records.stop_mark(paths)
-            if stop is not None:
-                supervisor.request_stop(stop)
-            self._supervise(paths.root.name, supervisor)
+            supervisor = self._from_disk(paths)
+            if supervisor is not None:
+                log.info(
+                    "gate %s adopts run %s (%s)",
+                    self.gate.name,
+                    paths.root.name,
+                    supervisor.record.phase,
+                )
+                self._supervise(paths.root.name, supervisor)
+
+    def _from_disk(self, paths: RunPaths) -> RunSupervisor | None:
+        """A supervisor resuming the run from its record; None if it is over (or damaged)."""
+        try:
+            record = records.load(paths)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.exception("gate %s: damaged run record %s", self.gate.name, paths.record)
+            return None
+        if record is None or record.phase is Phase.ENDED:
+            return None
+        supervisor = RunSupervisor(self.bus, self.gate, paths, record, self.settings)
+        stop = records.stop_mark(paths)
+        if stop is not None:
+            supervisor.request_stop(stop)
+        return supervisor
 
     def _supervise(self, key: str, supervisor: RunSupervisor) -> None:
         self.active[key] = supervisor
         self._spawn(self._run_one(key, supervisor), f"run-{key}")
 
     async def _run_one(self, key: str, supervisor: RunSupervisor) -> None:
+        """Supervise the run to its end; if its supervisor fails, resume it from its record."""
         try:
-            await supervisor.run()
-        except Exception:  # one run's failure must not stop the gate; its record remains
-            log.exception(
-                "gate %s: run %s failed; it resumes when the gate restarts", self.gate.name, key
-            )
+            for failures in itertools.count():
+                try:
+                    await supervisor.run()
+                    return
+                except Exception:  # one run's failure must not stop the gate or the run
+                    pause = RESUPERVISE_S[min(failures, len(RESUPERVISE_S) - 1)]
+                    log.exception(
+                        "gate %s: supervising run %s failed; resuming it in %g s",
+                        self.gate.name,
+                        key,
+                        pause,
+                    )
+                await asyncio.sleep(pause)
+                fresh = await asyncio.to_thread(self._from_disk, supervisor.paths)
+                if fresh is None:
+                    return
+                self.active[key] = fresh
+                stop = supervisor.stop_requested  # a StopRun that came after the mark was read
+                if stop is not None:
+                    fresh.request_stop(stop)
+                supervisor = fresh
         finally:
             self.active.pop(key, None)
 

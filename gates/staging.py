@@ -5,20 +5,24 @@ is checked against its SHA-256. Outputs: each entry of ``spec.outputs`` is a rel
 a glob pattern (``gates.confine.output_matches``); only regular files inside the work
 directory are uploaded, under ``jobs/<job_id>/<name>``; what is missing or refused is listed,
 never fatal. Regular files under the checkpoint directory are staged out too, as
-``checkpoint/<path>``.
+``checkpoint/<path>``. At most ``MAX_STAGED_FILES`` files of each kind, found within
+``SEARCH_S`` (the searches run in a worker thread); what was cut short is listed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bus import objects
 from bus.connection import Bus
 from gates.base import RunPaths, StagingError
-from gates.confine import GLOB_CHARS, confined, output_matches, regular_file
+from gates.confine import GLOB_CHARS, Matches, confined, output_matches, regular_file
 from schemas import subjects
 from schemas.jobs import MAX_STAGED_FILES, StagedInput, StagedOutput
 
@@ -31,21 +35,66 @@ async def stage_in(bus: Bus, inputs: tuple[StagedInput, ...], workdir: Path) -> 
             dest.parent.mkdir(parents=True, exist_ok=True)
             confined(workdir, inp.name)  # the directories just made are ours, re-check anyway
             await objects.get_file(bus.js, inp.obj, dest, inp.sha256)
+        except TimeoutError:
+            raise  # the bus, not the file (an OSError too): the run is resumed, not failed
         except (objects.ObjectError, OSError) as exc:
             raise StagingError(inp.name, str(exc)) from exc
 
 
-def _checkpoint_names(paths: RunPaths) -> list[str]:
+SEARCH_S = 30.0
+
+
+class StageOut(NamedTuple):
+    """What was staged out, what was missing or refused, and which searches were cut short."""
+
+    staged: list[StagedOutput]
+    problems: list[str]
+    truncated: list[str]
+
+
+def _checkpoint_names(paths: RunPaths, deadline: float) -> Matches:
     root = paths.checkpoint
     if not root.is_dir() or root.is_symlink():
-        return []
+        return Matches([])
     names: list[str] = []
-    for dirpath, _dirs, files in os.walk(root):  # os.walk does not follow symlinked dirs
-        for f in files:
+    for dirpath, dirs, files in os.walk(root):  # os.walk does not follow symlinked dirs
+        if time.monotonic() > deadline:
+            return Matches(sorted(names), "search stopped: too slow")
+        dirs.sort()
+        for f in sorted(files):
             full = Path(dirpath) / f
             if stat.S_ISREG(os.lstat(full).st_mode):
                 names.append(full.relative_to(paths.workdir).as_posix())
-    return sorted(names)[:MAX_STAGED_FILES]
+                if len(names) >= MAX_STAGED_FILES:
+                    return Matches(sorted(names), f"search stopped at {MAX_STAGED_FILES} files")
+    return Matches(sorted(names))
+
+
+def _wanted(
+    outputs: tuple[str, ...], paths: RunPaths
+) -> tuple[list[tuple[str, bool]], list[str], list[str]]:
+    """The names to stage out (with whether they came from a pattern), the entries that
+    matched nothing, and the searches cut short; in a worker thread."""
+    deadline = time.monotonic() + SEARCH_S
+    wanted: list[tuple[str, bool]] = []
+    problems: list[str] = []
+    truncated: list[str] = []
+    for entry in outputs:
+        found = output_matches(paths.workdir, entry, deadline=deadline)
+        if not found.names and found.truncated is None:
+            problems.append(f"{entry}: no match")
+        if found.truncated is not None:
+            truncated.append(f"{entry}: {found.truncated}")
+        is_pattern = bool(GLOB_CHARS.intersection(entry))
+        wanted.extend((name, is_pattern) for name in found.names)
+    if len(wanted) > MAX_STAGED_FILES:
+        truncated.append(f"only the first {MAX_STAGED_FILES} of {len(wanted)} output files")
+        del wanted[MAX_STAGED_FILES:]
+    checkpoint = _checkpoint_names(paths, deadline)
+    if checkpoint.truncated is not None:
+        truncated.append(f"checkpoint: {checkpoint.truncated}")
+    wanted.extend((name, True) for name in checkpoint.names)
+    return wanted, problems, truncated
 
 
 def has_checkpoint(paths: RunPaths) -> bool:
@@ -54,22 +103,12 @@ def has_checkpoint(paths: RunPaths) -> bool:
     return root.is_dir() and not root.is_symlink() and any(root.iterdir())
 
 
-async def stage_out(
-    bus: Bus, job_id: str, outputs: tuple[str, ...], paths: RunPaths
-) -> tuple[list[StagedOutput], list[str]]:
-    """Upload the outputs; return what was staged and what was missing or refused."""
+async def stage_out(bus: Bus, job_id: str, outputs: tuple[str, ...], paths: RunPaths) -> StageOut:
+    """Upload the outputs; say what was staged, what was missing or refused, what cut short."""
     staged: list[StagedOutput] = []
-    problems: list[str] = []
     done: set[str] = set()
     prefix = subjects.job_files_prefix(job_id)
-    wanted: list[tuple[str, bool]] = []
-    for entry in outputs:
-        matches = output_matches(paths.workdir, entry)
-        if not matches:
-            problems.append(f"{entry}: no match")
-        is_pattern = bool(GLOB_CHARS.intersection(entry))
-        wanted.extend((name, is_pattern) for name in matches)
-    wanted.extend((name, True) for name in _checkpoint_names(paths))
+    wanted, problems, truncated = await asyncio.to_thread(_wanted, outputs, paths)
     for name, is_pattern in wanted:
         if name in done:
             continue
@@ -82,11 +121,13 @@ async def stage_out(
             continue
         try:
             size, digest = await objects.put_file(bus.js, prefix + name, path)
+        except TimeoutError:
+            raise  # the bus, not the file (an OSError too): the run is resumed, not failed
         except OSError as exc:
             problems.append(f"{name}: {exc}")
             continue
         staged.append(StagedOutput(name=name, obj=prefix + name, size=size, sha256=digest))
-    return staged, problems
+    return StageOut(staged, problems, truncated)
 
 
 def prepare_workdir(paths: RunPaths) -> None:

@@ -1,10 +1,12 @@
 """One run from StartRun to RunEnded: stage in, launch, watch, stop, stage out (I/O).
 
 A supervisor resumes from the run's record, so the same code serves a fresh run and a run
-adopted after a gate restart; each phase reports its event again when resumed (the ids are
-deterministic, see ``gates.reporter``). The record is saved before each step that cannot be
-undone (launch, signal), so a restarted gate knows what happened. Cancelling a supervisor
-(the gate stops) leaves the job's processes running.
+adopted after a gate restart (or after its supervisor failed, see ``gates.runner``); each
+phase reports its event again when resumed (the ids are deterministic, see
+``gates.reporter``). The record is saved before each step that cannot be undone (launch,
+signal), so a restarted gate knows what happened. Cancelling a supervisor (the gate stops)
+leaves the job's processes running. The bus being down delays reports and output, never the
+time limit or a stop: output that could not be published is read again at the next poll.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from gates.environment import hostfile_text, job_environment
 from gates.logs import OutputTail
 from gates.outcome import StopCause, Verdict, verdict
 from gates.records import Phase, RunRecord, StopInfo
-from gates.reporter import Note, RunReporter
+from gates.reporter import RETRY_S, Note, RunReporter
 from gates.settings import RunnerSettings
 from schemas.gate import StopRun
 from schemas.jobs import FailReason, RunOutcome, StagedOutput
@@ -48,12 +50,17 @@ class RunSupervisor:
         self.report = RunReporter(bus, gate.name, record.start)
         self._stop_wanted = asyncio.Event()
         self._stop_cmd: StopRun | None = None
+        self._output_failing = False
 
     def request_stop(self, cmd: StopRun) -> None:
         """Ask for SIGTERM → grace → SIGKILL; the first request wins."""
         if self._stop_cmd is None:
             self._stop_cmd = cmd
             self._stop_wanted.set()
+
+    @property
+    def stop_requested(self) -> StopRun | None:
+        return self._stop_cmd
 
     # -- the phases ------------------------------------------------------------------------
 
@@ -68,7 +75,7 @@ class RunSupervisor:
                 await self._watch()
             if self.record.phase is Phase.STAGING_OUT:
                 await self._stage_out()
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or failed: whoever resumes the run reports again
             self.report.abandon()
             raise
 
@@ -214,7 +221,7 @@ class RunSupervisor:
         exit_code = self.record.exit.code if self.record.exit else None
         if self.start.spec.outputs or staging.has_checkpoint(self.paths):
             self.report.staging_out(exit_code)  # only when there is something to stage
-        staged, problems = await staging.stage_out(
+        staged, problems, truncated = await staging.stage_out(
             self.bus, self.start.job_id, self.start.spec.outputs, self.paths
         )
         stop = self.record.stop
@@ -227,6 +234,10 @@ class RunSupervisor:
         if problems:
             result = result._replace(
                 detail=f"{result.detail}; outputs missing: {'; '.join(problems)}"
+            )
+        if truncated:
+            result = result._replace(
+                detail=f"{result.detail}; outputs truncated: {'; '.join(truncated)}"
             )
         await self._end(result, staged)
 
@@ -247,16 +258,45 @@ class RunSupervisor:
                 await asyncio.wait_for(exited.wait(), self.settings.log_poll_s)
             except TimeoutError:
                 pass
-        await self._publish_output(tails, final=True)
+        await self._flush_output(tails)
 
-    async def _publish_output(self, tails: dict[LogStream, OutputTail], final: bool) -> None:
+    async def _flush_output(self, tails: dict[LogStream, OutputTail]) -> None:
+        """All the output the run left, one bounded read at a time, however long it takes
+        the bus to take it."""
+        ends = {stream: tail.size() for stream, tail in tails.items()}
+        failures = 0
+        while any(tail.offset < ends[stream] for stream, tail in tails.items()):
+            moved, ok = await self._publish_output(tails, final=True)
+            if ok and not moved:
+                return  # the file shrank under us: there is nothing more to read
+            if not ok:
+                await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
+                failures += 1
+
+    async def _publish_output(
+        self, tails: dict[LogStream, OutputTail], final: bool
+    ) -> tuple[bool, bool]:
+        """Publish one bounded read of each stream; return (anything went out, no failure).
+        An offset moves only past what was acknowledged, so a failure loses nothing."""
         moved = False
-        for stream, tail in tails.items():
-            for offset, text, nbytes in tail.chunks(final):
-                await self.report.output(stream, offset, nbytes, text)
-                moved = True
-        if moved:
-            records.save_log_offsets(self.paths, {s.value: t.offset for s, t in tails.items()})
+        try:
+            for stream, tail in tails.items():
+                for chunk in tail.pending(final):
+                    await self.report.output(stream, chunk.offset, chunk.nbytes, chunk.text)
+                    tail.advance(chunk)
+                    moved = True
+        except Exception as exc:  # bus edge: the run goes on, the next poll tries again
+            if not self._output_failing:
+                log.warning("run %s: output not published yet: %r", self.paths.root.name, exc)
+            self._output_failing = True
+            return moved, False
+        finally:
+            if moved:
+                records.save_log_offsets(self.paths, {s.value: t.offset for s, t in tails.items()})
+        if self._output_failing:
+            log.info("run %s: output published again", self.paths.root.name)
+            self._output_failing = False
+        return moved, True
 
     def _save(self, **changes: object) -> None:
         self.record = msgspec.structs.replace(self.record, **changes)

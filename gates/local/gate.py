@@ -1,6 +1,7 @@
 """The ``local`` gate plugin: each run is a process group on this host (I/O, no bus).
 
-Launch is ``posix_spawn`` of the supervising shell (``gates.local.shim``) in a new session;
+Launch writes the job's environment to ``job.env``, then starts the supervising shell
+(``gates.local.shim``) with ``posix_spawn`` in a new session and the shim's own environment;
 waiting uses a pidfd (no polling, and it works for runs launched by an earlier gate process);
 signals go to the job's process group. A handle names the shell's pid and its start time in
 ``/proc``, so a recycled pid is never taken for the run.
@@ -60,19 +61,17 @@ class LocalGate:
     async def launch(self, paths: RunPaths, env: Mapping[str, str]) -> RunHandle:
         devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
         try:
-            has_shebang = _has_shebang(paths.script)
-            if has_shebang:
-                paths.script.chmod(0o700)
+            has_shebang = await asyncio.to_thread(_prepare, paths, env)
             # posix_spawn is vfork-based: it returns once the shim has exec'd, well under a
             # millisecond; a thread hand-off would cost more than it saves.
             pid = os.posix_spawn(
                 self._bash,
                 shim.argv(self._bash, str(paths.root), has_shebang),
-                dict(env),
+                shim.SHIM_ENV,  # never the job's: see gates.local.shim
                 file_actions=devnull,
                 setsid=True,
             )
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise LaunchError(f"cannot start the job: {exc}") from exc
         _spawned.add(pid)
         ticks = start_ticks(pid)
@@ -82,7 +81,8 @@ class LocalGate:
 
     async def recover(self, paths: RunPaths) -> RunHandle | None:
         """The shim writes ``shim.pid`` as its first act; wait a moment for it, since a gate
-        killed right after the spawn may leave a shim that has not written it yet."""
+        killed right after the spawn may leave a shim that has not written it yet; then look
+        for a live shim of the run in ``/proc`` before concluding it was never started."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PID_FILE_WAIT_S
         while True:
@@ -90,7 +90,7 @@ class LocalGate:
                 pid = int(paths.shim_pid.read_text().strip())
             except (FileNotFoundError, ValueError):
                 if loop.time() > deadline:
-                    return None  # never started: safe to launch
+                    return await asyncio.to_thread(_live_shim, paths)
                 await asyncio.sleep(0.01)
                 continue
             started = paths.shim_pid.stat().st_mtime  # written as the shim's first act
@@ -165,9 +165,40 @@ def _reap(pid: int) -> None:
             _spawned.discard(pid)
 
 
+def _prepare(paths: RunPaths, env: Mapping[str, str]) -> bool:
+    """Write the job's environment for the shim; whether the script has a ``#!`` line (it
+    is then made executable)."""
+    fd = os.open(paths.job_env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as f:
+        f.write(shim.env_file(env))
+    has_shebang = _has_shebang(paths.script)
+    if has_shebang:
+        paths.script.chmod(0o700)
+    return has_shebang
+
+
 def _has_shebang(script: Path) -> bool:
     with script.open("rb") as f:
         return f.read(2) == b"#!"
+
+
+def _live_shim(paths: RunPaths) -> RunHandle | None:
+    """The handle of a live shim of the run that has not written ``shim.pid`` (yet), found
+    by its command line in ``/proc``; None if there is none: the run never started."""
+    with os.scandir("/proc") as entries:
+        pids = [int(e.name) for e in entries if e.name.isdigit()]
+    for pid in pids:
+        ticks = start_ticks(pid)
+        if ticks is not None and _is_shim_of(pid, paths):
+            return RunHandle(pid=pid, start_ticks=ticks, started_at=_wall_clock(ticks))
+    return None
+
+
+def _wall_clock(ticks: int) -> float:
+    """The wall-clock time of a process start given in clock ticks since boot."""
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def _is_shim_of(pid: int, paths: RunPaths) -> bool:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
+import tracemalloc
 from pathlib import Path
+
+import pytest
 
 from bus import objects
 from bus.connection import Bus
+from bus.deployment import StateDir
+from gates import records, staging
+from gates.environment import DEFAULT_PATH
+from gates.records import Phase
 from schemas.gate import GateCapacity, RunEnded, RunStagingOut, RunStarted
 from schemas.jobs import FailReason, JobSpec, RunOutcome, StagedInput
 from schemas.subjects import LogStream
@@ -222,3 +230,61 @@ async def test_a_script_with_a_shebang_runs_with_its_own_interpreter(
     ended = await reports.ended(run.job_id)
     assert ended.outcome is RunOutcome.COMPLETED, ended.detail
     assert reports.text(run.job_id, LogStream.STDOUT) == f"python {run.job_id}\n"
+
+
+async def test_the_job_alone_gets_its_environment_and_its_supervising_shell_a_fixed_one(
+    core_bus: Bus, gate: GateProcess, reports: Reports, tmp_path: Path
+) -> None:
+    weird = "a b\n$(echo no) `echo no` *=x\\ 'q\""
+    # the job's parent is the shell that supervises it; it must not have run with errexit
+    script = 'printf "[%s]\\n" "$WEIRD"\ntr "\\0" "\\n" < /proc/$PPID/environ\n'
+    errexit = tmp_path / "errexit.sh"
+    errexit.write_text("set -o errexit\n")
+    env = {"WEIRD": weird, "BASH_ENV": str(errexit)}
+    run = start_run(JobSpec(script=script, env=env))
+    await send(core_bus, run)
+    ended = await reports.ended(run.job_id)
+    assert (ended.outcome, ended.exit_code) == (RunOutcome.COMPLETED, 0), ended.detail
+    assert reports.text(run.job_id, LogStream.STDOUT) == f"[{weird}]\nPATH={DEFAULT_PATH}\n"
+
+
+@pytest.mark.timeout(30)  # the old glob search never ended, freezing the gate's event loop
+async def test_an_output_pattern_over_a_symlink_loop_stages_what_is_really_there(
+    core_bus: Bus, gate: GateProcess, reports: Reports
+) -> None:
+    script = "ln -s . a\nln -s . b\necho r > result.txt\n"
+    run = start_run(JobSpec(script=script, outputs=("**/*.txt",)))
+    await send(core_bus, run)
+    ended = await reports.ended(run.job_id)
+    assert ended.outcome is RunOutcome.COMPLETED, ended.detail
+    assert [o.name for o in ended.outputs] == ["result.txt"]
+
+
+async def test_an_output_search_cut_short_is_named_in_the_detail(
+    core_bus: Bus, gate: GateProcess, reports: Reports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(staging, "SEARCH_S", 0.0)
+    run = start_run(JobSpec(script="echo r > result.txt\n", outputs=("*.txt",)))
+    await send(core_bus, run)
+    ended = await reports.ended(run.job_id)
+    assert "outputs truncated: *.txt: search stopped after 0 match(es): too slow" in ended.detail
+
+
+async def test_a_huge_burst_of_output_is_streamed_with_bounded_memory(
+    core_bus: Bus, gate: GateProcess, state: StateDir
+) -> None:
+    size = 24 * 2**20  # written at once: the gate reads it at most MAX_READ at a time
+    script = f"head -c {size} /dev/zero | tr '\\0' a > ../big\ncat ../big\n"
+    run = start_run(JobSpec(script=script))
+    paths = records.run_paths(state.gate_dir("local"), run.job_id, run.attempt)
+    tracemalloc.start()
+    try:
+        await send(core_bus, run)
+        async with asyncio.timeout(30):
+            while (record := records.load(paths)) is None or record.phase is not Phase.ENDED:
+                await asyncio.sleep(0.05)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert records.log_offsets(paths)["stdout"] == size
+    assert peak < size // 4

@@ -8,7 +8,7 @@ import pytest
 
 from gates.base import GateOptions
 from gates.local.nodes import host_memory_mb, virtual_nodes
-from gates.logs import MAX_CHUNK, OutputTail, decode_prefix
+from gates.logs import MAX_CHUNK, MAX_READ, OutputTail, decode_prefix
 from gates.outcome import StopCause, verdict
 from schemas.jobs import FailReason, RunOutcome
 
@@ -46,14 +46,50 @@ def test_an_incomplete_utf8_sequence_waits_for_the_rest_unless_final() -> None:
 def test_tail_reads_new_bytes_in_chunks_of_at_most_64_kib(tmp_path: Path) -> None:
     path = tmp_path / "stdout"
     tail = OutputTail(path)
-    assert tail.chunks(final=False) == []  # not created yet
+    assert tail.pending(final=False) == []  # not created yet
     path.write_bytes(b"a" * (MAX_CHUNK + 10))
-    chunks = tail.chunks(final=False)
-    assert [(off, n) for off, _text, n in chunks] == [(0, MAX_CHUNK), (MAX_CHUNK, 10)]
+    chunks = tail.pending(final=False)
+    assert [(c.offset, c.nbytes) for c in chunks] == [(0, MAX_CHUNK), (MAX_CHUNK, 10)]
+    for chunk in chunks:
+        tail.advance(chunk)
     with path.open("ab") as f:
         f.write("ü\n".encode())
-    assert tail.chunks(final=False) == [(MAX_CHUNK + 10, "ü\n", 3)]
-    assert tail.offset == MAX_CHUNK + 13
+    assert tail.pending(final=False) == [(MAX_CHUNK + 10, "ü\n", 3)]
+
+
+def test_tail_moves_on_only_past_the_chunks_it_is_told_went_out(tmp_path: Path) -> None:
+    path = tmp_path / "stdout"
+    path.write_bytes(b"x" * (MAX_CHUNK + 1))
+    tail = OutputTail(path)
+    first, _second = tail.pending(final=False)
+    tail.advance(first)  # the second one failed to publish: it is read again
+    assert [(c.offset, c.nbytes) for c in tail.pending(final=False)] == [(MAX_CHUNK, 1)]
+
+
+def test_one_read_of_a_huge_output_is_bounded_and_the_rest_comes_later(tmp_path: Path) -> None:
+    path = tmp_path / "stdout"
+    # a multi-byte character straddles the read limit: it is never cut in two
+    data = b"a" * (MAX_READ - 1) + "€".encode() + b"b" * (2 * MAX_READ)
+    path.write_bytes(data)
+    tail = OutputTail(path)
+    texts = []
+    while chunks := tail.pending(final=True):
+        assert sum(c.nbytes for c in chunks) <= MAX_READ
+        for chunk in chunks:
+            tail.advance(chunk)
+        texts.append("".join(c.text for c in chunks))
+    assert len(texts) == 4
+    assert "".join(texts) == data.decode()
+
+
+def test_an_incomplete_character_at_the_end_is_replaced_only_in_the_final_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "stdout"
+    path.write_bytes(b"ok" + "€".encode()[:2])
+    tail = OutputTail(path)
+    assert tail.pending(final=False) == [(0, "ok", 2)]
+    assert tail.pending(final=True) == [(0, "ok\ufffd", 4)]
 
 
 def test_default_local_gate_is_one_node_with_the_whole_host() -> None:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
 
 from bus.connection import Bus
 from bus.deployment import StateDir
 from gates import records, staging
 from gates.base import GateOptions, RunPaths
+from gates.environment import job_environment
+from gates.local import gate as local_gate
 from gates.local.gate import LocalGate
 from schemas.gate import RunEnded, RunStarted, StartRun
 from schemas.jobs import JobSpec, RunOutcome
@@ -114,3 +121,48 @@ async def test_a_run_whose_spawn_never_happened_is_launched_after_restart(
     ended = await reports.ended(run.job_id)
     assert ended.outcome is RunOutcome.COMPLETED, ended.detail
     assert reports.text(run.job_id, LogStream.STDOUT) == "ran\n"
+
+
+async def test_a_slow_bash_env_of_the_job_does_not_make_a_restarted_gate_run_it_twice(
+    core_bus: Bus, gate: GateProcess, reports: Reports, state: StateDir, tmp_path: Path
+) -> None:
+    await gate.stop()
+    bash_env = tmp_path / "env.sh"  # the job's own: it must run in the job, not before
+    bash_env.write_text(f"sleep 3\necho sourced >> {tmp_path}/sourced\n")
+    run = start_run(JobSpec(script="echo once >> ../../count\n", env={"BASH_ENV": str(bash_env)}))
+    paths = _launching_record(state, run)
+    env = job_environment(
+        run,
+        workdir=str(paths.workdir),
+        hostfile=str(paths.hostfile),
+        checkpoint_dir=str(paths.checkpoint),
+        host_env=os.environ,
+    )
+    await LocalGate("local", GateOptions(nodes=1)).launch(paths, env)  # the handle is "lost"
+    await gate.start()
+    ended = await reports.ended(run.job_id)
+    assert ended.outcome is RunOutcome.COMPLETED, ended.detail
+    assert (paths.root.parent / "count").read_text() == "once\n"
+    assert (tmp_path / "sourced").read_text() == "sourced\n"
+
+
+async def test_recover_finds_a_live_shim_that_has_not_written_its_pid_file(
+    state: StateDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_gate, "PID_FILE_WAIT_S", 0.1)
+    run = start_run(JobSpec(script="sleep 5\n"))
+    paths = _launching_record(state, run)
+    local = LocalGate("local", GateOptions(nodes=1))
+    handle = await local.launch(paths, {"PATH": os.environ["PATH"]})
+    try:
+        async with asyncio.timeout(5):
+            while not paths.shim_pid.exists():
+                await asyncio.sleep(0.01)
+        paths.shim_pid.unlink()  # as if the shim were still busy before writing it
+        found = await local.recover(paths)
+        assert found is not None
+        assert (found.pid, found.start_ticks) == (handle.pid, handle.start_ticks)
+        assert found.started_at is not None and abs(found.started_at - time.time()) < 2
+    finally:
+        await local.signal(handle, paths, signal.SIGKILL)
+        await local.wait(handle, paths)
