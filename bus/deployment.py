@@ -14,8 +14,8 @@ Layout (all under the state directory, ``$SKYPORT_HOME`` or ``$XDG_DATA_HOME/sky
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -50,8 +50,10 @@ def default_home() -> Path:
     return Path(data) / "skyport"
 
 
-@dataclass(frozen=True)
-class StateDir:
+class StateDir(NamedTuple):
+    """The paths of one deployment. (A NamedTuple, not a dataclass: the ``skyport`` command
+    imports this, and importing ``dataclasses`` costs it ~20 ms.)"""
+
     root: Path
 
     @property

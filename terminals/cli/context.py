@@ -7,7 +7,6 @@ that stream or move files open the async client themselves.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from bus.deployment import DeploymentError, DeploymentInfo, StateDir
@@ -20,14 +19,15 @@ from terminals.client.locate import running
 R = TypeVar("R", Accepted, JobPage, JobDetail)
 
 
-@dataclass
 class Context:
-    """The resolved global options of one ``skyport`` invocation."""
+    """The resolved global options of one ``skyport`` invocation. (A plain class: importing
+    ``dataclasses`` would cost every command ~20 ms.)"""
 
-    state: StateDir
-    user: str
-    autostart: bool = True
-    _info: DeploymentInfo | None = field(default=None, repr=False)
+    def __init__(self, state: StateDir, user: str, autostart: bool = True) -> None:
+        self.state = state
+        self.user = user
+        self.autostart = autostart
+        self._info: DeploymentInfo | None = None
 
     def deployment(self) -> DeploymentInfo:
         """The running deployment; started (detached) first when none is running."""
