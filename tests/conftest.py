@@ -3,6 +3,9 @@ state directory with identities for core, scheduler, the local gate and two user
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -55,3 +58,25 @@ async def core_bus(state: StateDir, nats_url: str) -> AsyncIterator[Bus]:
         yield bus
     finally:
         await bus.close()
+
+
+def kill_leftover_runs(state: StateDir) -> int:
+    """Kill the jobs (process groups) and shims a test's gate left running in ``state``.
+
+    Jobs outlive their gate by design, so a test that ends before its jobs must stop them
+    here, by PID, checking each process still belongs to that run. Returns how many."""
+    killed = 0
+    for run in state.root.glob("gates/*/runs/*"):
+        for pid_file, group in ((run / "job.pid", True), (run / "shim.pid", False)):
+            try:
+                pid = int(pid_file.read_text().strip())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except (OSError, ValueError):
+                continue
+            if str(run).encode() not in cmdline and not cwd.startswith(str(run)):
+                continue  # the pid was reused by a process that is not ours
+            with contextlib.suppress(ProcessLookupError):
+                (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+                killed += 1
+    return killed

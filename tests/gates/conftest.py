@@ -29,7 +29,7 @@ from schemas.gate import (
 )
 from schemas.ids import GateName, JobId, MessageId, UserName
 from schemas.jobs import Allocation, JobSpec, NodeAllocation
-from tests.conftest import connect_as
+from tests.conftest import connect_as, kill_leftover_runs
 
 SETTINGS = RunnerSettings(capacity_interval_s=0.5, timeout_grace_s=0.5, log_poll_s=0.05)
 
@@ -155,6 +155,7 @@ async def gate(state: StateDir, nats_url: str, core_bus: Bus) -> AsyncIterator[G
         yield proc
     finally:
         await proc.stop()
+        kill_leftover_runs(state)
 
 
 async def send(core_bus: Bus, cmd: StartRun | StopRun) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from bus import server
 from bus.deployment import StateDir
 from schemas.roster import Role
+from tests.conftest import kill_leftover_runs
 
 COMPONENT_ARGS = {
     "core": ["-m", "core"],
@@ -102,6 +103,7 @@ class Harness:
                 proc.wait()
         if self.nats is not None:
             self.nats.stop()
+        kill_leftover_runs(self.state)
 
     def log(self, name: str) -> str:
         path = self.state.logs_dir / f"{name}.log"
