@@ -7,6 +7,8 @@ history, fetches its staged-out output, prints it, and stops everything it start
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -22,11 +24,15 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([SKYPORT, *args], cwd=ROOT, text=True, check=check)
 
 
-def job_id_of(submit_output: str) -> str:
-    for word in submit_output.split():
-        if word.isdigit():
-            return word
-    raise SystemExit(f"demo: no job id in {submit_output!r}")
+def only_job_id() -> str:
+    """The id of the one job of this fresh deployment."""
+    listing = subprocess.run(
+        [SKYPORT, "jobs", "--all", "--json"], cwd=ROOT, text=True, capture_output=True, check=True
+    )
+    jobs = json.loads(listing.stdout)
+    if len(jobs) != 1:
+        raise SystemExit(f"demo: expected one job, found {len(jobs)}")
+    return str(jobs[0]["job_id"])
 
 
 def main() -> int:
@@ -35,16 +41,8 @@ def main() -> int:
     out_dir = ROOT / "demo-output"
     try:
         run("up", "--detach")
-        print("\n$ skyport submit --follow examples/hello/job.sh", flush=True)
-        submit = subprocess.run(
-            [SKYPORT, "submit", "--follow", "examples/hello/job.sh"],
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            check=False,
-        )
-        print(submit.stdout, end="", flush=True)
-        job = job_id_of(submit.stdout.splitlines()[0])
+        submit = run("submit", "--follow", "examples/hello/job.sh", check=False)
+        job = only_job_id()
         run("show", job)
         run("fetch", job, str(out_dir))
         print(f"\n--- {out_dir / 'report.txt'} ---", flush=True)
@@ -54,11 +52,13 @@ def main() -> int:
             return 1
         print(f"\nThe demo job completed; its output is in demo-output/, logs in {home}/logs.")
         return 0
-    finally:
-        run("down", check=False)
+    finally:  # stop first, print after: a closed stdout (| head) must not leave it running
+        down = subprocess.run([SKYPORT, "down"], text=True, capture_output=True)
         left = subprocess.run([SKYPORT, "status"], text=True, capture_output=True)
-        if left.returncode != 3:
-            print("demo: something is still running:\n" + left.stdout, file=sys.stderr)
+        with contextlib.suppress(BrokenPipeError):
+            print(f"\n$ skyport down\n{down.stdout}{down.stderr}", end="", flush=True)
+            if left.returncode != 3:
+                print("demo: something is still running:\n" + left.stdout, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ async def _submit_async(
             return 0
         detail = await client.wait(job_id, owner=client.user)
         if args.follow:
-            print(f"skyport: job {job_id} {_ending(detail)}", file=sys.stderr)
+            print(f"[skyport] job {job_id} {_ending(detail)}", file=sys.stderr)
         return exit_code_of(detail)
 
 
