@@ -147,13 +147,13 @@ class RunReporter:
     def note(self, note: Note, text: str) -> None:
         """A line of Sky Port's own on the run's system log."""
         chunk = self._chunk(LogStream.SYSTEM, note.value, text + "\n")
-        subject = subjects.log(self.start.owner, self.start.job_id, LogStream.SYSTEM)
+        subject = subjects.log(self.start.owner, self.start.job_id, self.gate, LogStream.SYSTEM)
         self._send(subject, chunk, f"{self.key}-system-{note.value}")
 
     async def output(self, stream: LogStream, offset: int, nbytes: int, text: str) -> None:
         """Publish ``nbytes`` of a stdout/stderr file starting at ``offset``."""
         await self.bus.js_publish(
-            subjects.log(self.start.owner, self.start.job_id, stream),
+            subjects.log(self.start.owner, self.start.job_id, self.gate, stream),
             self._chunk(stream, offset, text),
             msg_id=f"{self.key}-{stream.value}-{offset}-{nbytes}",
         )

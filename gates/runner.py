@@ -124,7 +124,7 @@ class GateRunner:
 
     async def _on_start(self, cmd: StartRun) -> None:
         key = records.run_key(cmd.job_id, cmd.attempt)
-        subjects.log(cmd.owner, cmd.job_id, subjects.LogStream.SYSTEM)  # validates the owner
+        subjects.log(cmd.owner, cmd.job_id, self.gate.name, subjects.LogStream.SYSTEM)  # checks
         if key in self.active:
             return
         paths = records.run_paths(self.gate_dir, cmd.job_id, cmd.attempt)

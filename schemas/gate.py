@@ -95,7 +95,8 @@ AnyGateEvent = GateCapacity | RunStagingIn | RunStarted | RunStagingOut | RunEnd
 
 
 class LogChunk(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="log_chunk"):
-    """A piece of a run's output on ``subjects.log(owner, job_id, stream)``, signed by the gate.
+    """A piece of a run's output on ``subjects.log(owner, job_id, gate, stream)``, signed by
+    that gate.
 
     For stdout and stderr, ``offset`` is the byte offset of ``data`` in the run's output file
     (at most 64 KiB of it per chunk, decoded as UTF-8 with replacement); a gate restarted

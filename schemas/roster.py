@@ -84,6 +84,6 @@ def may_publish(identity: Identity, subject: str) -> bool:
         case Kind.GATE_EVENT:
             return role is Role.GATE and parsed.a == identity.name
         case Kind.LOG:
-            return role is Role.GATE
+            return role is Role.GATE and parsed.c == identity.name
         case Kind.OTHER:
             return False

@@ -124,12 +124,17 @@ def gate_events_of(gate: str = "*", tag: str = "*") -> str:
     return f"{ROOT}.evt.gate.{g}.{t}"
 
 
-def log(owner: str, job_id: str, stream: LogStream) -> str:
-    return f"{ROOT}.log.{check_token('owner', owner)}.{check_token('job id', job_id)}.{stream}"
+def log(owner: str, job_id: str, gate: str, stream: LogStream) -> str:
+    """A job's log stream as written by ``gate`` (the gate token lets receivers and NATS
+    permissions tell which gate wrote it: a gate may write only under its own name)."""
+    return (
+        f"{ROOT}.log.{check_token('owner', owner)}.{check_token('job id', job_id)}."
+        f"{check_token('gate', gate)}.{stream}"
+    )
 
 
 def logs_of(owner: str, job_id: str) -> str:
-    return f"{ROOT}.log.{check_token('owner', owner)}.{check_token('job id', job_id)}.*"
+    return f"{ROOT}.log.{check_token('owner', owner)}.{check_token('job id', job_id)}.*.*"
 
 
 def job_files_prefix(job_id: str) -> str:
@@ -178,8 +183,8 @@ def parse(subject: str) -> Parsed:
     if not subject.startswith(ROOT + "."):
         return Parsed(Kind.OTHER)
     parts = subject[len(ROOT) + 1 :].split(".")
-    if parts[0] == "log" and len(parts) == 4:
-        return Parsed(Kind.LOG, parts[1], parts[2], parts[3])
+    if parts[0] == "log" and len(parts) == 5:
+        return Parsed(Kind.LOG, parts[1], parts[2], parts[3])  # owner, job id, gate
     if len(parts) < 2:
         return Parsed(Kind.OTHER)
     kind = _SHAPES.get((parts[0], parts[1], len(parts)))

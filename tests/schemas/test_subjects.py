@@ -20,7 +20,11 @@ from schemas.subjects import CoreVerb, Kind, LogStream, parse
         ),
         (subjects.gate_command("local", "start"), Kind.GATE_COMMAND, ("local", "start", "")),
         (subjects.gate_event("local", "run_ended"), Kind.GATE_EVENT, ("local", "run_ended", "")),
-        (subjects.log("alice", "12", LogStream.STDOUT), Kind.LOG, ("alice", "12", "stdout")),
+        (
+            subjects.log("alice", "12", "local", LogStream.STDOUT),
+            Kind.LOG,
+            ("alice", "12", "local"),
+        ),
         ("_INBOX.abc.def", Kind.INBOX, ("", "", "")),
         ("skyport.v1.cmd.core", Kind.OTHER, ("", "", "")),
         ("other.thing", Kind.OTHER, ("", "", "")),
