@@ -86,8 +86,8 @@ class _Pass:
         self.releases.append(Release(end, allocation.gate, allocation.nodes))
 
     def run(self, excluded: Collection[JobId]) -> list[Placement]:
-        if not self.pools:
-            return []
+        if all(pool.free_cpus <= 0 for pool in self.pools.values()):
+            return []  # every job needs a cpu: a full (or absent) cluster places nothing
         skip = set(excluded) | set(self.in_flight)
         queue = sorted(
             (j for j in self.view.pending.values() if not j.held and j.job_id not in skip),
