@@ -20,7 +20,7 @@ import itertools
 import logging
 import time
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -30,12 +30,13 @@ from schemas import subjects
 from schemas.gate import (
     LogChunk,
     RunEnded,
+    RunEvent,
     RunStagingIn,
     RunStagingOut,
     RunStarted,
     StartRun,
 )
-from schemas.ids import GateName, JobId, MessageId
+from schemas.ids import GateName, MessageId
 from schemas.jobs import StagedOutput
 from schemas.subjects import LogStream
 
@@ -52,14 +53,6 @@ class Note(IntEnum):
     ENDED = 5
 
 
-class _Head(NamedTuple):
-    event_id: MessageId
-    at: float
-    gate: GateName
-    job_id: JobId
-    attempt: int
-
-
 class RunReporter:
     """Publishes for the run of one StartRun, as gate ``gate``."""
 
@@ -74,72 +67,35 @@ class RunReporter:
     # -- events ----------------------------------------------------------------------------
 
     def staging_in(self, detail: str) -> None:
-        h = self._head("run_staging_in")
-        self._send_event(
-            RunStagingIn(
-                event_id=h.event_id,
-                at=h.at,
-                gate=h.gate,
-                job_id=h.job_id,
-                attempt=h.attempt,
-                detail=detail,
-            )
-        )
+        self._event(RunStagingIn, detail=detail)
 
     def started(self, detail: str) -> None:
-        h = self._head("run_started")
-        self._send_event(
-            RunStarted(
-                event_id=h.event_id,
-                at=h.at,
-                gate=h.gate,
-                job_id=h.job_id,
-                attempt=h.attempt,
-                detail=detail,
-            )
-        )
+        self._event(RunStarted, detail=detail)
 
     def staging_out(self, exit_code: int | None) -> None:
-        h = self._head("run_staging_out")
-        self._send_event(
-            RunStagingOut(
-                event_id=h.event_id,
-                at=h.at,
-                gate=h.gate,
-                job_id=h.job_id,
-                attempt=h.attempt,
-                exit_code=exit_code,
-            )
-        )
+        self._event(RunStagingOut, exit_code=exit_code)
 
     def ended(self, result: Verdict, outputs: tuple[StagedOutput, ...]) -> None:
-        h = self._head("run_ended")
-        self._send_event(
-            RunEnded(
-                event_id=h.event_id,
-                at=h.at,
-                gate=h.gate,
-                job_id=h.job_id,
-                attempt=h.attempt,
-                detail=result.detail,
-                outcome=result.outcome,
-                reason=result.reason,
-                exit_code=result.exit_code,
-                outputs=outputs,
-            )
+        self._event(
+            RunEnded,
+            detail=result.detail,
+            outcome=result.outcome,
+            reason=result.reason,
+            exit_code=result.exit_code,
+            outputs=outputs,
         )
 
-    def _head(self, tag: str) -> _Head:
-        return _Head(
-            MessageId(f"{self.key}-{tag}"),
-            time.time(),
-            self.gate,
-            self.start.job_id,
-            self.start.attempt,
+    def _event(self, kind: type[RunEvent], **fields: Any) -> None:
+        """Build and send one report; its id is ``<job>-<attempt>-<tag>``."""
+        tag = str(kind.__struct_config__.tag)
+        event = kind(
+            event_id=MessageId(f"{self.key}-{tag}"),
+            at=time.time(),
+            gate=self.gate,
+            job_id=self.start.job_id,
+            attempt=self.start.attempt,
+            **fields,
         )
-
-    def _send_event(self, event: RunStagingIn | RunStarted | RunStagingOut | RunEnded) -> None:
-        tag = str(type(event).__struct_config__.tag)
         self._send(subjects.gate_event(self.gate, tag), event, event.event_id)
 
     # -- logs ------------------------------------------------------------------------------
