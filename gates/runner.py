@@ -128,7 +128,7 @@ class GateRunner:
         if key in self.active:
             return
         paths = records.run_paths(self.gate_dir, cmd.job_id, cmd.attempt)
-        created = await asyncio.to_thread(_record_new_run, paths, cmd)
+        created = _record_new_run(paths, cmd)  # inline: see RunSupervisor._launch
         if created is None:
             log.info(
                 "gate %s: run %s already known, StartRun %s ignored", self.gate.name, key, cmd.id
@@ -232,7 +232,7 @@ class GateRunner:
 
 
 def _record_new_run(paths: RunPaths, cmd: StartRun) -> tuple[RunRecord, StopRun | None] | None:
-    """Record a new run on disk (in a worker thread); None if the run is known already."""
+    """Record a new run on disk; None if the run is known already."""
     if records.load(paths) is not None:
         return None
     record = RunRecord(start=cmd, phase=Phase.STAGING_IN)

@@ -108,7 +108,10 @@ async def stage_out(bus: Bus, job_id: str, outputs: tuple[str, ...], paths: RunP
     staged: list[StagedOutput] = []
     done: set[str] = set()
     prefix = subjects.job_files_prefix(job_id)
-    wanted, problems, truncated = await asyncio.to_thread(_wanted, outputs, paths)
+    if outputs:  # a pattern search is bounded but may take a while: off the event loop
+        wanted, problems, truncated = await asyncio.to_thread(_wanted, outputs, paths)
+    else:
+        wanted, problems, truncated = _wanted(outputs, paths)
     for name, is_pattern in wanted:
         if name in done:
             continue

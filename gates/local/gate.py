@@ -61,7 +61,7 @@ class LocalGate:
     async def launch(self, paths: RunPaths, env: Mapping[str, str]) -> RunHandle:
         devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
         try:
-            has_shebang = await asyncio.to_thread(_prepare, paths, env)
+            has_shebang = _prepare(paths, env)
             # posix_spawn is vfork-based: it returns once the shim has exec'd, well under a
             # millisecond; a thread hand-off would cost more than it saves.
             pid = os.posix_spawn(
