@@ -331,7 +331,3 @@ class Bus:
         return await self.js.subscribe(
             filter_subject, cb=on_msg, ordered_consumer=True, deliver_policy=policy
         )
-
-
-async def wait_closed(event: asyncio.Event) -> None:
-    await event.wait()

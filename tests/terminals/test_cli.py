@@ -9,12 +9,23 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bus.connection import Bus
 from bus.deployment import StateDir
 from schemas.jobs import JobSpec
 from tests.terminals.fakecore import FakeCore, detail, pretend_running, summary
 
 SKYPORT = str(Path(sys.executable).parent / "skyport")
+
+
+@pytest.fixture
+async def fake(state: StateDir, nats_url: str, core_bus: Bus) -> FakeCore:
+    """A core with no jobs serving on the real bus, and a deployment.json pointing at it."""
+    core = FakeCore([])
+    await core.serve(core_bus)
+    pretend_running(state, nats_url)
+    return core
 
 
 async def run(state: StateDir, *args: str) -> tuple[int, str, str, float]:
@@ -65,11 +76,8 @@ async def test_show_of_unknown_job_fails_with_one_line(
 
 
 async def test_submit_sends_the_directives_with_overrides(
-    state: StateDir, nats_url: str, core_bus: Bus, tmp_path: Path
+    state: StateDir, fake: FakeCore, tmp_path: Path
 ) -> None:
-    fake = FakeCore([])
-    await fake.serve(core_bus)
-    pretend_running(state, nats_url)
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\n#SKYPORT --nodes=2 -J a --time=5\necho hi\n")
     code, out, _, _ = await run(state, "submit", str(script), "--nodes", "3", "--json")
@@ -79,11 +87,8 @@ async def test_submit_sends_the_directives_with_overrides(
 
 
 async def test_bad_directive_is_usage_error_and_submits_nothing(
-    state: StateDir, nats_url: str, core_bus: Bus, tmp_path: Path
+    state: StateDir, fake: FakeCore, tmp_path: Path
 ) -> None:
-    fake = FakeCore([])
-    await fake.serve(core_bus)
-    pretend_running(state, nats_url)
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\n#SKYPORT --nodes=2\n#SKYPORT --wat=1\n")
     code, _, err, _ = await run(state, "submit", str(script))
@@ -118,11 +123,8 @@ async def test_cancel_many_of_an_unreachable_deployment_exits_3(state: StateDir)
 
 
 async def test_environment_errors_name_the_line_or_option(
-    state: StateDir, nats_url: str, core_bus: Bus, tmp_path: Path
+    state: StateDir, fake: FakeCore, tmp_path: Path
 ) -> None:
-    fake = FakeCore([])
-    await fake.serve(core_bus)
-    pretend_running(state, nats_url)
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\n#SKYPORT --export=A-B=1\ntrue\n")
     code, _, err, _ = await run(state, "submit", str(script))
@@ -134,11 +136,8 @@ async def test_environment_errors_name_the_line_or_option(
 
 
 async def test_a_non_ascii_digit_is_a_usage_error_naming_the_line(
-    state: StateDir, nats_url: str, core_bus: Bus, tmp_path: Path
+    state: StateDir, fake: FakeCore, tmp_path: Path
 ) -> None:
-    fake = FakeCore([])
-    await fake.serve(core_bus)
-    pretend_running(state, nats_url)
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\n#SWM time \u00b2\ntrue\n")
     code, _, err, _ = await run(state, "submit", str(script))
