@@ -47,8 +47,9 @@ class StagingError(GateError):
 
 
 class RunHandle(msgspec.Struct, frozen=True, kw_only=True):
-    """What identifies a launched run across gate restarts: the supervising process and its
-    start time (so a recycled pid is never mistaken for the run)."""
+    """What identifies a launched run across gate restarts: the job's first process (the
+    leader of its process group) and its start time (so a recycled pid is never mistaken for
+    the run)."""
 
     pid: int
     start_ticks: int
@@ -97,16 +98,8 @@ class RunPaths:
         return self.root / "exit"
 
     @property
-    def job_env(self) -> Path:
-        return self.root / "job.env"
-
-    @property
     def job_pid(self) -> Path:
         return self.root / "job.pid"
-
-    @property
-    def shim_pid(self) -> Path:
-        return self.root / "shim.pid"
 
     @property
     def record(self) -> Path:
@@ -150,7 +143,7 @@ class Gate(Protocol):
         ...
 
     def alive(self, handle: RunHandle) -> bool:
-        """Whether the run's supervising process still exists (the same one, not a reuse)."""
+        """Whether the run's first process still exists (the same one, not a reuse)."""
         ...
 
     async def wait(self, handle: RunHandle, paths: RunPaths) -> ExitStatus:
@@ -158,7 +151,11 @@ class Gate(Protocol):
         ...
 
     async def signal(self, handle: RunHandle, paths: RunPaths, sig: signal.Signals) -> None:
-        """Send ``sig`` to every process of the run (not to its supervisor); no-op if over."""
+        """Send ``sig`` to every process of the run; a no-op once it is over."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of what the gate holds open (never of its runs, which go on)."""
         ...
 
 

@@ -83,6 +83,7 @@ class GateRunner:
             while self._tasks:  # stop the runs' supervisors (never their jobs) first
                 with contextlib.suppress(asyncio.CancelledError):
                     await cancel_firmly(self._tasks)
+            await self.gate.close()
 
     def _spawn(self, coro: Coroutine[None, None, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -61,22 +62,38 @@ async def core_bus(state: StateDir, nats_url: str) -> AsyncIterator[Bus]:
 
 
 def kill_leftover_runs(state: StateDir) -> int:
-    """Kill the jobs (process groups) and shims a test's gate left running in ``state``.
+    """Kill the jobs (process groups) a test's gate left running in ``state``, then wait
+    for the gates' keepers to go (SIGKILL after 5 s).
 
     Jobs outlive their gate by design, so a test that ends before its jobs must stop them
     here, by PID, checking each process still belongs to that run. Returns how many."""
     killed = 0
     for run in state.root.glob("gates/*/runs/*"):
-        for pid_file, group in ((run / "job.pid", True), (run / "shim.pid", False)):
-            try:
-                pid = int(pid_file.read_text().strip())
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                cwd = os.readlink(f"/proc/{pid}/cwd")
-            except (OSError, ValueError):
-                continue
-            if str(run).encode() not in cmdline and not cwd.startswith(str(run)):
-                continue  # the pid was reused by a process that is not ours
-            with contextlib.suppress(ProcessLookupError):
-                (os.killpg if group else os.kill)(pid, signal.SIGKILL)
-                killed += 1
+        try:
+            pid = int((run / "job.pid").read_text().split()[0])
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (OSError, ValueError, IndexError):
+            continue
+        if not cwd.startswith(str(run)):
+            continue  # the pid was reused by a process that is not ours
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+            killed += 1
+    for pid_file in state.root.glob("gates/*/runs/keeper.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            _stop_keeper(int(pid_file.read_text()))
     return killed
+
+
+def _stop_keeper(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"gates.local.keeper" not in cmdline:
+                return  # gone (a zombie has no command line), or the pid was reused
+        except OSError:
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

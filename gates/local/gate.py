@@ -1,10 +1,9 @@
 """The ``local`` gate plugin: each run is a process group on this host (I/O, no bus).
 
-Launch writes the job's environment to ``job.env``, then starts the supervising shell
-(``gates.local.shim``) with ``posix_spawn`` in a new session and the shim's own environment;
-waiting uses a pidfd (no polling, and it works for runs launched by an earlier gate process);
-signals go to the job's process group. A handle names the shell's pid and its start time in
-``/proc``, so a recycled pid is never taken for the run.
+Jobs are started and reaped by the gate's keeper (``gates.local.keeper``), a small process
+that outlives the gate, so a gate that dies loses no exit status. A handle names the job's
+pid (its process group) and its start time in ``/proc``, so a recycled pid is never taken
+for the run; signals go to the job's process group.
 """
 
 from __future__ import annotations
@@ -13,34 +12,18 @@ import asyncio
 import os
 import shutil
 import signal
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from gates.base import ExitStatus, GateOptions, LaunchError, RunHandle, RunPaths
-from gates.local import shim
+from gates.environment import DEFAULT_PATH
+from gates.local import keeper
+from gates.local.keeper import start_ticks
+from gates.local.link import KeeperGone, KeeperLink, reap_finished
 from gates.local.nodes import this_host, virtual_nodes
 from schemas.jobs import NodeShape
 
-# Children this process spawned, reaped once their pidfd says they exited (a process-wide
-# fact, so shared by every LocalGate of the process).
-_spawned: set[int] = set()
-PID_FILE_WAIT_S = 2.0
-GONE = -2  # start_ticks of a recovered handle whose shim is over: only its exit file counts
-
-
-def start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` (clock ticks since boot, /proc/<pid>/stat field 22); None if
-    there is no such process or it is a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if fields[0] == b"Z":
-        return None
-    return int(fields[19])
+GONE = -2  # start_ticks of a handle whose job is over: only its exit file counts
 
 
 class LocalGate:
@@ -54,90 +37,134 @@ class LocalGate:
         if bash is None:
             raise LaunchError("bash not found on PATH")
         self._bash = bash
+        self._links: dict[Path, KeeperLink] = {}
+        self._link_lock = asyncio.Lock()
+        self._owner: dict[str, KeeperLink] = {}  # run dir -> the link that will report its exit
 
     async def nodes(self) -> tuple[NodeShape, ...]:
         return self._nodes
 
     async def launch(self, paths: RunPaths, env: Mapping[str, str]) -> RunHandle:
-        devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
         try:
-            has_shebang = _prepare(paths, env)
-            # posix_spawn is vfork-based: it returns once the shim has exec'd, well under a
-            # millisecond; a thread hand-off would cost more than it saves.
-            pid = os.posix_spawn(
-                self._bash,
-                shim.argv(self._bash, str(paths.root), has_shebang),
-                shim.SHIM_ENV,  # never the job's: see gates.local.shim
-                file_actions=devnull,
-                setsid=True,
-            )
-        except (OSError, UnicodeError) as exc:
+            with paths.script.open("rb") as f:
+                has_shebang = f.read(2) == b"#!"
+            if has_shebang:
+                paths.script.chmod(0o700)
+        except OSError as exc:
             raise LaunchError(f"cannot start the job: {exc}") from exc
-        _spawned.add(pid)
-        ticks = start_ticks(pid)
-        return RunHandle(
-            pid=pid, start_ticks=ticks if ticks is not None else -1, started_at=time.time()
-        )
+        script = str(paths.script)
+        argv = [script] if has_shebang else [self._bash, script]
+        msg = keeper.Launch(str(paths.root), argv, {"PATH": DEFAULT_PATH, **env})
+        status = await self._ask(paths, msg)
+        if status.state == "refused":
+            raise LaunchError(f"cannot start the job: {status.detail}")
+        handle = self._handle(paths, status)
+        if handle is None:  # a keeper never answers "unknown" to a launch
+            raise LaunchError("cannot start the job: the keeper did not start it")
+        return handle
 
     async def recover(self, paths: RunPaths) -> RunHandle | None:
-        """The shim writes ``shim.pid`` as its first act; wait a moment for it, since a gate
-        killed right after the spawn may leave a shim that has not written it yet; then look
-        for a live shim of the run in ``/proc`` before concluding it was never started."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PID_FILE_WAIT_S
-        while True:
-            try:
-                pid = int(paths.shim_pid.read_text().strip())
-            except (FileNotFoundError, ValueError):
-                if loop.time() > deadline:
-                    return await asyncio.to_thread(_live_shim, paths)
-                await asyncio.sleep(0.01)
-                continue
-            started = paths.shim_pid.stat().st_mtime  # written as the shim's first act
-            ticks = start_ticks(pid)
-            if ticks is not None and _is_shim_of(pid, paths):
-                return RunHandle(pid=pid, start_ticks=ticks, started_at=started)
-            return RunHandle(pid=pid, start_ticks=GONE, started_at=started)
+        """Ask the keeper; a keeper started after the run's own died knows nothing of it, and
+        then ``job.pid`` tells whether its job still runs (its status is lost)."""
+        try:
+            status = await self._ask(paths, keeper.Ask(str(paths.root)))
+        except LaunchError:
+            status = keeper.Status(str(paths.root), "unknown")
+        handle = self._handle(paths, status)
+        if handle is not None:
+            return handle
+        orphan = _orphan(paths)
+        if orphan is not None:
+            return orphan
+        return None
 
     def alive(self, handle: RunHandle) -> bool:
         return handle.start_ticks != GONE and start_ticks(handle.pid) == handle.start_ticks
 
     async def wait(self, handle: RunHandle, paths: RunPaths) -> ExitStatus:
+        run = str(paths.root)
         if handle.start_ticks == GONE:
             return read_exit_status(paths)
+        link = self._owner.get(run)
+        if link is None or link.closed:  # e.g. a run record saved with its handle
+            try:
+                status = await self._ask(paths, keeper.Ask(run))
+            except LaunchError:
+                status = keeper.Status(run, "unknown")
+            if status.state == "over":
+                return ExitStatus(code=status.code)
+            link = self._owner.get(run)
+        if link is not None:
+            try:
+                code = await link.exit_of(run)
+            finally:
+                link.forget(run)
+                self._owner.pop(run, None)
+            if code is not None:
+                return ExitStatus(code=code)
+        # No keeper reports this run (it was killed): wait for the job, then take what the
+        # keeper may have written before it died.
         try:
             fd = os.pidfd_open(handle.pid)
         except ProcessLookupError:
             fd = -1
         if fd >= 0:
             try:
-                if handle.start_ticks < 0 or self.alive(handle):
+                if self.alive(handle):
                     await _readable(fd)
             finally:
                 os.close(fd)
-        _reap(handle.pid)
         return read_exit_status(paths)
 
     async def signal(self, handle: RunHandle, paths: RunPaths, sig: signal.Signals) -> None:
-        pgid = await self._job_group(handle, paths)
-        if pgid is None or _has_exit_status(paths):
+        if not self.alive(handle) or _has_exit_status(paths):
             return
         try:
-            os.killpg(pgid, sig)
+            os.killpg(handle.pid, sig)
         except ProcessLookupError:
             pass
 
-    async def _job_group(self, handle: RunHandle, paths: RunPaths) -> int | None:
-        """The job's process group, as the shim wrote it (it may need a moment to)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PID_FILE_WAIT_S
-        while True:
+    async def close(self) -> None:
+        for link in self._links.values():
+            await link.close()
+        self._links.clear()
+        self._owner.clear()
+        reap_finished()
+
+    async def _ask(self, paths: RunPaths, msg: keeper.ToKeeper) -> keeper.Status:
+        """Send ``msg`` to the keeper of the run's directory, once more on a fresh link if
+        the first one ends (a keeper that was just exiting)."""
+        for attempt in range(2):
+            link = await self._link(paths.root.parent)
             try:
-                return int(paths.job_pid.read_text().strip())
-            except (FileNotFoundError, ValueError):
-                if not self.alive(handle) or loop.time() > deadline:
-                    return None
-            await asyncio.sleep(0.005)
+                status = await link.request(msg)
+            except KeeperGone as exc:
+                if attempt:
+                    raise LaunchError(f"cannot reach the job keeper: {exc}") from exc
+                continue
+            if status.state == "running":
+                self._owner[str(paths.root)] = link
+            return status
+        raise AssertionError("unreachable")
+
+    async def _link(self, runs_dir: Path) -> KeeperLink:
+        async with self._link_lock:
+            link = self._links.get(runs_dir)
+            if link is None or link.closed:
+                try:
+                    link = await KeeperLink.open(runs_dir)
+                except (OSError, KeeperGone) as exc:
+                    raise LaunchError(f"cannot reach the job keeper: {exc}") from exc
+                self._links[runs_dir] = link
+            return link
+
+    @staticmethod
+    def _handle(paths: RunPaths, status: keeper.Status) -> RunHandle | None:
+        if status.state == "running":
+            return RunHandle(pid=status.pid, start_ticks=status.ticks, started_at=status.at)
+        if status.state == "over":
+            return RunHandle(pid=0, start_ticks=GONE, started_at=_mtime(paths.job_pid))
+        return None
 
 
 async def _readable(fd: int) -> None:
@@ -155,60 +182,23 @@ async def _readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
-def _reap(pid: int) -> None:
-    if pid in _spawned:
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            _spawned.discard(pid)
-
-
-def _prepare(paths: RunPaths, env: Mapping[str, str]) -> bool:
-    """Write the job's environment for the shim; whether the script has a ``#!`` line (it
-    is then made executable)."""
-    fd = os.open(paths.job_env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "wb") as f:
-        f.write(shim.env_file(env))
-    has_shebang = _has_shebang(paths.script)
-    if has_shebang:
-        paths.script.chmod(0o700)
-    return has_shebang
-
-
-def _has_shebang(script: Path) -> bool:
-    with script.open("rb") as f:
-        return f.read(2) == b"#!"
-
-
-def _live_shim(paths: RunPaths) -> RunHandle | None:
-    """The handle of a live shim of the run that has not written ``shim.pid`` (yet), found
-    by its command line in ``/proc``; None if there is none: the run never started."""
-    with os.scandir("/proc") as entries:
-        pids = [int(e.name) for e in entries if e.name.isdigit()]
-    for pid in pids:
-        ticks = start_ticks(pid)
-        if ticks is not None and _is_shim_of(pid, paths):
-            return RunHandle(pid=pid, start_ticks=ticks, started_at=_wall_clock(ticks))
-    return None
-
-
-def _wall_clock(ticks: int) -> float:
-    """The wall-clock time of a process start given in clock ticks since boot."""
-    with open("/proc/uptime") as f:
-        uptime = float(f.read().split()[0])
-    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
-
-
-def _is_shim_of(pid: int, paths: RunPaths) -> bool:
-    """Whether ``pid`` is the shim of the run in ``paths`` (not a process that reused it)."""
+def _orphan(paths: RunPaths) -> RunHandle | None:
+    """The handle of the run's job from ``job.pid`` if that job still runs."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    return b"skyport-shim" in argv and str(paths.root).encode() in argv
+        pid_text, ticks_text = paths.job_pid.read_text().split()
+        pid, ticks = int(pid_text), int(ticks_text)
+    except (FileNotFoundError, ValueError):
+        return None
+    if start_ticks(pid) != ticks:
+        return None
+    return RunHandle(pid=pid, start_ticks=ticks, started_at=_mtime(paths.job_pid))
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _has_exit_status(paths: RunPaths) -> bool:
@@ -219,7 +209,7 @@ def _has_exit_status(paths: RunPaths) -> bool:
 
 
 def read_exit_status(paths: RunPaths) -> ExitStatus:
-    """The status the shim wrote; ``code=None`` if it wrote none (it died first)."""
+    """The status the keeper wrote; ``code=None`` if it wrote none (it died first)."""
     try:
         return ExitStatus(code=int(paths.exit_status.read_text().strip()))
     except (FileNotFoundError, ValueError):
