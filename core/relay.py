@@ -57,19 +57,29 @@ class Relay:
         self.events_pos = await self.store.run_read(self.store.cursor, EVENTS_CURSOR)
         self.outbox_pos = await self.store.run_read(self.store.cursor, OUTBOX_CURSOR)
         self._saved = (self.events_pos, self.outbox_pos)
+        try:
+            await self._loop(poll_s)
+        finally:  # stopping: leave nothing to publish twice after a long pause
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.save_cursors(force=True))
+
+    async def _loop(self, poll_s: float) -> None:
         while True:
             try:
                 while await self.pump():
                     await self.save_cursors(force=False)
-                await self.save_cursors(force=True)
+                await self.save_cursors(force=False)
             except Exception:  # loop boundary: NATS down or slow; the cursor keeps our place
                 log.exception("relay: publish failed; retrying")
                 await asyncio.sleep(poll_s)
                 continue
+            # A cursor not saved yet (throttled) is saved when the throttle ends, busy or not.
+            unsaved = (self.events_pos, self.outbox_pos) != self._saved
+            due = self._saved_at + self.save_every_s - time.monotonic()
             # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when it is
             # cancelled just as the event is set, and the relay then never stops.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_s):
+                async with asyncio.timeout(max(0.0, due) if unsaved else poll_s):
                     await self.wake.wait()
 
     async def pump(self) -> bool:
@@ -79,8 +89,8 @@ class Relay:
         return await self._outbox() or moved
 
     async def save_cursors(self, force: bool) -> None:
-        """Persist how far the relay got. Throttled while busy: a crash only means that up to
-        ``save_every_s`` of messages are published again, and JetStream drops those."""
+        """Persist how far the relay got, at most every ``save_every_s`` unless forced: a
+        crash only means that up to that much is published again, and JetStream drops it."""
         now = time.monotonic()
         current = (self.events_pos, self.outbox_pos)
         if current == self._saved or (not force and now - self._saved_at < self.save_every_s):
@@ -95,7 +105,7 @@ class Relay:
         self._saved, self._saved_at = current, now
 
     async def _events(self) -> bool:
-        rows = await self.store.run_read(self.store.events_after, self.events_pos, self.batch)
+        rows = await self.store.run_small_read(self.store.events_after, self.events_pos, self.batch)
         if not rows:
             return False
 
@@ -110,7 +120,7 @@ class Relay:
         return True
 
     async def _outbox(self) -> bool:
-        rows = await self.store.run_read(self.store.outbox_after, self.outbox_pos, self.batch)
+        rows = await self.store.run_small_read(self.store.outbox_after, self.outbox_pos, self.batch)
         if not rows:
             return False
 

@@ -263,7 +263,7 @@ class CoreService:
             job_id for w in items for job_id in _job_ids(w.body) if job_id not in self.state.jobs
         }
         keys = [w.key for w in items]
-        seen, loaded = await self.store.run_write(self.store.lookup, keys, needed)
+        seen, loaded = await self.store.run_small_read(self.store.lookup, keys, needed)
         work = Working(self.state, loaded, time.time())
         replies: list[AnyReply | None] = []
         first: dict[str, int] = {}

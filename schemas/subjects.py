@@ -92,11 +92,12 @@ def job_event(owner: str, job_id: str, tag: str) -> str:
     )
 
 
-def job_events_of(owner: str = "*", job_id: str = "*") -> str:
-    """Filter for the events of one job, one owner's jobs, or (defaults) every job."""
+def job_events_of(owner: str = "*", job_id: str = "*", tag: str = "*") -> str:
+    """Filter for the events (of one kind) of one job, one owner's jobs, or every job."""
     own = owner if owner == "*" else check_token("owner", owner)
     jid = job_id if job_id == "*" else check_token("job id", job_id)
-    return f"{ROOT}.evt.job.{own}.{jid}.*"
+    kind = tag if tag == "*" else check_token("tag", tag)
+    return f"{ROOT}.evt.job.{own}.{jid}.{kind}"
 
 
 def gate_command(gate: str, verb: str) -> str:

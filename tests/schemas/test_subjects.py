@@ -44,3 +44,13 @@ def test_variable_tokens_are_validated(bad: str) -> None:
         subjects.job_event(bad, "1", "job_submitted")
     with pytest.raises(InvalidTokenError):
         subjects.gate_command(bad, "start")
+
+
+def test_job_event_filters_narrow_by_owner_job_and_kind() -> None:
+    assert subjects.job_events_of() == "skyport.v1.evt.job.*.*.*"
+    assert subjects.job_events_of("alice", tag="job_completed") == (
+        "skyport.v1.evt.job.alice.*.job_completed"
+    )
+    assert subjects.job_events_of("alice", "12") == "skyport.v1.evt.job.alice.12.*"
+    with pytest.raises(InvalidTokenError):
+        subjects.job_events_of("alice", tag="a.b")
