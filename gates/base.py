@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -65,51 +66,52 @@ class ExitStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of one run under ``<gate dir>/runs/<job_id>-<attempt>/``."""
+    """The files of one run under ``<gate dir>/runs/<job_id>-<attempt>/`` (each path is
+    built once: pathlib is slow enough to matter at hundreds of runs per second)."""
 
     root: Path
 
-    @property
+    @cached_property
     def workdir(self) -> Path:
         return self.root / "workdir"
 
-    @property
+    @cached_property
     def checkpoint(self) -> Path:
         return self.workdir / "checkpoint"
 
-    @property
+    @cached_property
     def script(self) -> Path:
         return self.root / "job.sh"
 
-    @property
+    @cached_property
     def hostfile(self) -> Path:
         return self.root / "hostfile"
 
-    @property
+    @cached_property
     def stdout(self) -> Path:
         return self.root / "stdout"
 
-    @property
+    @cached_property
     def stderr(self) -> Path:
         return self.root / "stderr"
 
-    @property
+    @cached_property
     def exit_status(self) -> Path:
         return self.root / "exit"
 
-    @property
+    @cached_property
     def job_pid(self) -> Path:
         return self.root / "job.pid"
 
-    @property
+    @cached_property
     def record(self) -> Path:
         return self.root / "run.json"
 
-    @property
+    @cached_property
     def stop_mark(self) -> Path:
         return self.root / "stopped.json"
 
-    @property
+    @cached_property
     def log_offsets(self) -> Path:
         return self.root / "offsets.json"
 
@@ -138,8 +140,9 @@ class Gate(Protocol):
         ...
 
     async def recover(self, paths: RunPaths) -> RunHandle | None:
-        """After a crash during ``launch``: the handle of the run if it was started (running
-        or already over), None if it never was (it may then be launched again)."""
+        """For a run resumed by a restarted gate before its record says it runs: the handle
+        of the run if it was started (running or already over), None if it never was (it is
+        then staged in and launched again)."""
         ...
 
     def alive(self, handle: RunHandle) -> bool:

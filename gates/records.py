@@ -23,8 +23,8 @@ from schemas.ids import check_token
 class Phase(StrEnum):
     """Where a run is; each phase is resumed as such after a gate restart."""
 
-    STAGING_IN = "staging_in"  # resumed: stage in again from scratch, then launch
-    LAUNCHING = "launching"  # resumed: the launch may or may not have happened → lost
+    STAGING_IN = "staging_in"  # resumed: ask the gate whether the run was started (it stays
+    # in this phase on disk while it runs); if not, stage in again from scratch and launch
     RUNNING = "running"  # resumed: watch the process, or read its exit status
     STAGING_OUT = "staging_out"  # kept in memory only: a RUNNING record with an exit status
     # on disk resumes here (stage out and report again; the ids de-duplicate)

@@ -136,7 +136,7 @@ class GateRunner:
             )
             return
         record, stop = created
-        supervisor = RunSupervisor(self.bus, self.gate, paths, record, self.settings)
+        supervisor = RunSupervisor(self.bus, self.gate, paths, record, self.settings, fresh=True)
         if stop is not None:  # a StopRun that came first
             supervisor.request_stop(stop)
         self._supervise(key, supervisor)

@@ -39,9 +39,18 @@ class RunSupervisor:
     """Drives one run; ``request_stop`` may be called at any time from the command loop."""
 
     def __init__(
-        self, bus: Bus, gate: Gate, paths: RunPaths, record: RunRecord, settings: RunnerSettings
+        self,
+        bus: Bus,
+        gate: Gate,
+        paths: RunPaths,
+        record: RunRecord,
+        settings: RunnerSettings,
+        fresh: bool = False,
     ) -> None:
+        """``fresh``: the run was recorded by this gate process just now (nothing of it can
+        exist yet on disk or in the gate beyond its record); else it is resumed from disk."""
         self.bus = bus
+        self.fresh = fresh
         self.gate = gate
         self.paths = paths
         self.record = record
@@ -68,9 +77,9 @@ class RunSupervisor:
         """Run from the recorded phase to the end."""
         try:
             if self.record.phase is Phase.STAGING_IN:
-                await self._stage_in_and_launch()
-            if self.record.phase is Phase.LAUNCHING:
-                await self._recover_launch()
+                started = not self.fresh and await self._recover_launch()
+                if not started:
+                    await self._stage_in_and_launch()
             if self.record.phase is Phase.RUNNING:
                 await self._watch()
             if self.record.phase is Phase.STAGING_OUT:
@@ -119,7 +128,7 @@ class RunSupervisor:
         except LaunchError as err:
             await self._end(Verdict(RunOutcome.FAILED, FailReason.LAUNCH, None, err.detail))
             return
-        # Not saved: the record stays LAUNCHING on disk and a restarted gate finds the run
+        # Not saved: the record stays STAGING_IN on disk and a restarted gate finds the run
         # with ``Gate.recover`` (one write less per run).
         self.record = msgspec.structs.replace(
             self.record, phase=Phase.RUNNING, handle=handle, started_at=handle.started_at
@@ -128,18 +137,20 @@ class RunSupervisor:
     def _write_launch_files(self) -> None:
         self.paths.script.write_text(self.start.spec.script)
         self.paths.hostfile.write_text(hostfile_text(self.start))
-        self._save(phase=Phase.LAUNCHING)
 
-    async def _recover_launch(self) -> None:
-        """The gate died between spawning the run and recording its handle."""
+    async def _recover_launch(self) -> bool:
+        """A run resumed before its record says it runs: the previous gate may have started
+        it (a launch is not recorded, to save a write per run), so ask the gate plugin;
+        whether it was started."""
         handle = await self.gate.recover(self.paths)
         if handle is None:
-            log.info("run %s was never started; launching it now", self.paths.root.name)
-            await self._launch()
-        else:  # in memory only, as after a launch
-            self.record = msgspec.structs.replace(
-                self.record, phase=Phase.RUNNING, handle=handle, started_at=handle.started_at
-            )
+            log.info("run %s was never started; starting it now", self.paths.root.name)
+            return False
+        # in memory only, as after a launch
+        self.record = msgspec.structs.replace(
+            self.record, phase=Phase.RUNNING, handle=handle, started_at=handle.started_at
+        )
+        return True
 
     async def _watch(self) -> None:
         """Wait for the exit, enforcing the time limit and stops, streaming the output."""
@@ -149,10 +160,11 @@ class RunSupervisor:
         if handle is None:  # a record in this phase always has one; be safe on damage
             self._save(phase=Phase.STAGING_OUT, exit=ExitStatus(code=None))
             return
-        mark = records.stop_mark(self.paths)
-        if mark is not None:
-            self.request_stop(mark)
-        offsets = records.log_offsets(self.paths)
+        if not self.fresh:  # a fresh run got its stop mark from the runner, and has no output
+            mark = records.stop_mark(self.paths)
+            if mark is not None:
+                self.request_stop(mark)
+        offsets = {} if self.fresh else records.log_offsets(self.paths)
         tails = {
             stream: OutputTail(path, offsets.get(stream.value, 0))
             for stream, path in (

@@ -183,15 +183,18 @@ async def _readable(fd: int) -> None:
 
 
 def _orphan(paths: RunPaths) -> RunHandle | None:
-    """The handle of the run's job from ``job.pid`` if that job still runs."""
+    """The handle of a job whose keeper is gone, from ``job.pid`` (written before the keeper
+    answered the launch): the job itself if it still runs, else one that only the ``exit``
+    file speaks for; None if the keeper never started a job for the run."""
     try:
         pid_text, ticks_text = paths.job_pid.read_text().split()
         pid, ticks = int(pid_text), int(ticks_text)
     except (FileNotFoundError, ValueError):
         return None
+    started = _mtime(paths.job_pid)
     if start_ticks(pid) != ticks:
-        return None
-    return RunHandle(pid=pid, start_ticks=ticks, started_at=_mtime(paths.job_pid))
+        return RunHandle(pid=0, start_ticks=GONE, started_at=started)
+    return RunHandle(pid=pid, start_ticks=ticks, started_at=started)
 
 
 def _mtime(path: Path) -> float | None:

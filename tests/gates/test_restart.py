@@ -84,9 +84,9 @@ async def test_a_stop_before_the_start_cancels_the_run_without_running_it(
 
 
 def _launching_record(state: StateDir, run: StartRun) -> RunPaths:
-    """What a gate killed inside ``launch`` leaves: a LAUNCHING record and no handle."""
+    """What a gate killed inside ``launch`` leaves: a STAGING_IN record and no handle."""
     paths = records.run_paths(state.gate_dir("local"), run.job_id, run.attempt)
-    records.create(paths, records.RunRecord(start=run, phase=records.Phase.LAUNCHING))
+    records.create(paths, records.RunRecord(start=run, phase=records.Phase.STAGING_IN))
     staging.prepare_workdir(paths)
     paths.script.write_text(run.spec.script)
     paths.hostfile.write_text("localhost slots=1\n")
