@@ -45,16 +45,15 @@ class LocalGate:
         return self._nodes
 
     async def launch(self, paths: RunPaths, env: Mapping[str, str]) -> RunHandle:
+        """The script runs by its ``#!`` interpreter if it has one (the kernel decides, so
+        the script is never read back), else with bash, as sbatch does."""
         try:
-            with paths.script.open("rb") as f:
-                has_shebang = f.read(2) == b"#!"
-            if has_shebang:
-                paths.script.chmod(0o700)
+            paths.script.chmod(0o700)
         except OSError as exc:
             raise LaunchError(f"cannot start the job: {exc}") from exc
         script = str(paths.script)
-        argv = [script] if has_shebang else [self._bash, script]
-        msg = keeper.Launch(str(paths.root), argv, {"PATH": DEFAULT_PATH, **env})
+        job_env = {"PATH": DEFAULT_PATH, **env}
+        msg = keeper.Launch(str(paths.root), [script], job_env, otherwise=[self._bash, script])
         status = await self._ask(paths, msg)
         if status.state == "refused":
             raise LaunchError(f"cannot start the job: {status.detail}")

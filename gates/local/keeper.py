@@ -53,11 +53,14 @@ RunState = Literal["running", "over", "unknown", "refused"]
 
 
 class Launch(msgspec.Struct, frozen=True, tag="launch"):
-    """Start ``argv`` as the job of the run in directory ``run`` (idempotent per run)."""
+    """Start ``argv`` as the job of the run in directory ``run`` (idempotent per run); if
+    the kernel cannot execute ``argv[0]`` as it is (ENOEXEC: a script without ``#!``),
+    start ``otherwise`` instead."""
 
     run: str
     argv: list[str]
     env: dict[str, str]
+    otherwise: list[str] = []
 
 
 class Ask(msgspec.Struct, frozen=True, tag="ask"):
@@ -182,17 +185,12 @@ class Keeper:
         try:
             os.chdir(run / "workdir")
             try:
-                pid = os.posix_spawn(
-                    msg.argv[0],
-                    msg.argv,
-                    msg.env,
-                    file_actions=[
-                        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                        (os.POSIX_SPAWN_DUP2, out, 1),
-                        (os.POSIX_SPAWN_DUP2, err, 2),
-                    ],
-                    setsid=True,
-                )
+                try:
+                    pid = _spawn(msg.argv, msg.env, out, err)
+                except OSError as exc:
+                    if exc.errno != errno.ENOEXEC or not msg.otherwise:
+                        raise
+                    pid = _spawn(msg.otherwise, msg.env, out, err)
             finally:
                 os.chdir("/")
         except (OSError, ValueError) as exc:
@@ -258,6 +256,21 @@ class Keeper:
 
     def done(self) -> bool:
         return self.ever_connected and not self.conns and not self.running
+
+
+def _spawn(argv: list[str], env: dict[str, str], out: int, err: int) -> int:
+    """Start ``argv`` in the current directory as the leader of a new session."""
+    return os.posix_spawn(
+        argv[0],
+        argv,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out, 1),
+            (os.POSIX_SPAWN_DUP2, err, 2),
+        ],
+        setsid=True,
+    )
 
 
 def _peer_uid(sock: socket.socket) -> int:

@@ -76,6 +76,19 @@ async def test_exit_statuses_are_reported_and_written_as_a_shell_reports_them(
         await link.close()
 
 
+async def test_a_script_without_interpreter_line_is_started_the_other_way(runs: Path) -> None:
+    run = new_run(runs, "plain", "echo plain $0\n")
+    link = await KeeperLink.open(runs)
+    try:
+        script = str(run / "job.sh")
+        launched = keeper.Launch(str(run), [script], ENV, otherwise=["/bin/sh", script])
+        assert (await link.request(launched)).state == "running"
+        assert await asyncio.wait_for(link.exit_of(str(run)), 10) == 0
+    finally:
+        await link.close()
+    assert (run / "stdout").read_text() == f"plain {run / 'job.sh'}\n"
+
+
 async def test_a_job_runs_in_its_own_session_cwd_and_environment(runs: Path) -> None:
     script = "#!/bin/sh\npwd\nenv | sort\nps -o sid= -o pgid= -p $$\necho $$\n"
     run = new_run(runs, "env", script)
