@@ -282,9 +282,13 @@ class CoreService:
                 work.mark(item.key, reply)
                 replies.append(reply)
         if not work.commit.empty:
-            await self.store.run_write(self.store.commit, work.commit)
+            try:
+                committed = await self.store.run_write(self.store.commit, work.commit)
+            except BaseException:
+                self.relay.resync()  # it may have landed without an answer: read the store
+                raise
             apply(self.state, work.commit)
-            self.committed.set()
+            self.relay.offer(committed)
         self.batches += 1
         for item, reply in zip(items, replies, strict=True):
             if not item.done.done():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
@@ -25,7 +26,7 @@ from core.batch import Commit
 from core.job import Job, job_number
 from core.projections import summary, tag_of
 from schemas.events import AnyJobEvent
-from schemas.gate import GateCapacity
+from schemas.gate import AnyGateCommand, GateCapacity
 from schemas.ids import JobId
 from schemas.jobs import TERMINAL_STATES, JobState
 
@@ -108,6 +109,15 @@ _job_dec = msgspec.json.Decoder(Job)
 _event_dec = msgspec.json.Decoder(AnyJobEvent)
 _gate_dec = msgspec.json.Decoder(GateCapacity)
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000")
+
+
+@dataclass
+class Committed:
+    """What one commit appended for the relay: (position, owner, event) and (position,
+    subject, command), in position order."""
+
+    events: list[tuple[int, str, AnyJobEvent]] = field(default_factory=list)
+    outbox: list[tuple[int, str, AnyGateCommand]] = field(default_factory=list)
 
 
 def open_engine(url: str) -> Engine:
@@ -195,17 +205,25 @@ class Store:
                     jobs[job.job_id] = job
         return seen, jobs
 
-    def commit(self, c: Commit) -> None:
-        """Append a batch in one transaction; ConcurrencyError if an event already exists."""
+    def commit(self, c: Commit) -> Committed:
+        """Append a batch in one transaction; ConcurrencyError if an event already exists.
+        Returns what the relay publishes, with the positions the store gave it."""
         try:
             with self.engine.begin() as conn:
-                self._write(conn, c)
+                return self._write(conn, c)
         except IntegrityError as exc:
             raise ConcurrencyError(str(exc.orig)) from exc
 
-    def _write(self, conn: sa.Connection, c: Commit) -> None:
+    def _write(self, conn: sa.Connection, c: Commit) -> Committed:
+        done = Committed()
         if c.events:
-            conn.execute(EVENTS.insert(), [_event_row(job, ev) for job, ev in c.events])
+            positions = conn.execute(
+                EVENTS.insert().returning(EVENTS.c.position, sort_by_parameter_order=True),
+                [_event_row(job, ev) for job, ev in c.events],
+            ).scalars()
+            done.events = [
+                (pos, job.owner, ev) for pos, (job, ev) in zip(positions, c.events, strict=True)
+            ]
         if c.inbox:
             conn.execute(INBOX.insert(), [{"key": k, "reply": v} for k, v in c.inbox.items()])
         new = [_job_row(j) for i, j in c.jobs.items() if i in c.new_jobs]
@@ -220,8 +238,8 @@ class Store:
                 [{f"b_{k}": v for k, v in row.items()} for row in old],
             )
         if c.outbox:
-            conn.execute(
-                OUTBOX.insert(),
+            positions = conn.execute(
+                OUTBOX.insert().returning(OUTBOX.c.position, sort_by_parameter_order=True),
                 [
                     {
                         "command_id": o.command.id,
@@ -231,10 +249,14 @@ class Store:
                     }
                     for o in c.outbox
                 ],
-            )
+            ).scalars()
+            done.outbox = [
+                (pos, o.subject, o.command) for pos, o in zip(positions, c.outbox, strict=True)
+            ]
         for gate, cap in c.gates.items():
             conn.execute(GATES.delete().where(GATES.c.gate == gate))
             conn.execute(GATES.insert().values(gate=gate, capacity=_enc.encode(cap)))
+        return done
 
     # -- relay ----------------------------------------------------------------------------
 

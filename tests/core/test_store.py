@@ -130,3 +130,15 @@ def test_accepted_submissions_get_sequential_ids(store: Store) -> None:
     work = Working(state, {}, 1.0)
     replies = [decide_command(work, ALICE, submit(i)) for i in range(3)]
     assert [r.job_id for r in replies if isinstance(r, Accepted)] == ["1", "2", "3"]
+
+
+def test_a_commit_returns_what_it_appended_with_the_stored_positions(store: Store) -> None:
+    state = State()
+    first = batch(store, state, [submit(1), submit(2)])
+    work = Working(state, {}, 6.0)
+    decide_command(work, ALICE, submit(3))
+    committed = store.commit(work.commit)
+    stored = store.events_after(0, 100)
+    assert len(first.events) == 2
+    assert [(pos, owner, ev) for pos, owner, ev in stored][2:] == committed.events
+    assert [pos for pos, _, _ in stored] == [1, 2, 3]
