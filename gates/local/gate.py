@@ -65,10 +65,7 @@ class LocalGate:
     async def recover(self, paths: RunPaths) -> RunHandle | None:
         """Ask the keeper; a keeper started after the run's own died knows nothing of it, and
         then ``job.pid`` tells whether its job still runs (its status is lost)."""
-        try:
-            status = await self._ask(paths, keeper.Ask(str(paths.root)))
-        except LaunchError:
-            status = keeper.Status(str(paths.root), "unknown")
+        status = await self._ask_quietly(paths, keeper.Ask(str(paths.root)))
         handle = self._handle(paths, status)
         if handle is not None:
             return handle
@@ -84,16 +81,16 @@ class LocalGate:
         run = str(paths.root)
         if handle.start_ticks == GONE:
             return read_exit_status(paths)
-        link = self._owner.get(run)
-        if link is None or link.closed:  # e.g. a run record saved with its handle
-            try:
-                status = await self._ask(paths, keeper.Ask(run))
-            except LaunchError:
-                status = keeper.Status(run, "unknown")
-            if status.state == "over":
-                return ExitStatus(code=status.code)
+        for _ in range(2):  # the link that launched it, then a fresh one (the keeper may live)
             link = self._owner.get(run)
-        if link is not None:
+            if link is None or link.closed:  # e.g. a run resumed from a record with a handle
+                self._owner.pop(run, None)
+                status = await self._ask_quietly(paths, keeper.Ask(run))
+                if status.state == "over":
+                    return ExitStatus(code=status.code)
+                link = self._owner.get(run)
+                if link is None:
+                    break
             try:
                 code = await link.exit_of(run)
             finally:
@@ -145,6 +142,13 @@ class LocalGate:
                 self._owner[str(paths.root)] = link
             return status
         raise AssertionError("unreachable")
+
+    async def _ask_quietly(self, paths: RunPaths, msg: keeper.Ask) -> keeper.Status:
+        """``_ask``, with a keeper that cannot be reached taken as knowing nothing."""
+        try:
+            return await self._ask(paths, msg)
+        except LaunchError:
+            return keeper.Status(msg.run, "unknown")
 
     async def _link(self, runs_dir: Path) -> KeeperLink:
         async with self._link_lock:

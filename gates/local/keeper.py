@@ -203,9 +203,12 @@ class Keeper:
             os.close(err)
         ticks = start_ticks(pid) or 0
         status = Status(msg.run, "running", pid=pid, ticks=ticks, at=time.time())
-        write_atomic(run / "job.pid", f"{pid} {ticks}\n".encode())
         self.running[pid] = run
         self.by_run[run] = status
+        try:
+            write_atomic(run / "job.pid", f"{pid} {ticks}\n".encode())
+        except OSError as exc:  # only a restart after the keeper's own death needs it
+            print(f"keeper: cannot record the pid of {run}: {exc}", file=sys.stderr)
         return status
 
     # -- exits -----------------------------------------------------------------------------
@@ -225,7 +228,10 @@ class Keeper:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)  # what the job left behind in its group
             code = shell_status(wait_status)
-            write_atomic(run / "exit", f"{code}\n".encode())
+            try:
+                write_atomic(run / "exit", f"{code}\n".encode())
+            except OSError as exc:  # the gate still hears the status below
+                print(f"keeper: cannot record the exit of {run}: {exc}", file=sys.stderr)
             self.by_run.pop(run, None)
             exited.append(Exited(str(run), code))
         return exited
@@ -243,7 +249,11 @@ class Keeper:
             except msgspec.ValidationError as exc:
                 print(f"keeper: bad request dropped: {exc}", file=sys.stderr)
                 return False
-            if not self.send(conn, self.handle(msg)):
+            try:
+                answer = self.handle(msg)
+            except Exception as exc:  # request boundary: the keeper must outlive a bad one
+                answer = Status(msg.run, "refused", detail=f"keeper error: {exc!r}")
+            if not self.send(conn, answer):
                 return False
         return len(conn.buffer) <= MAX_LINE
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from gates.base import GateOptions, RunPaths
 from gates.local import keeper
+from gates.local.gate import LocalGate
 from gates.local.link import KeeperLink, reap_finished
 
 ENV = {"PATH": "/usr/bin:/bin"}
@@ -192,3 +194,19 @@ async def test_the_socket_is_private_and_a_second_keeper_does_not_take_over(
         assert (await launch(link, run)).state == "running"
     finally:
         await link.close()
+
+
+async def test_the_gate_still_gets_the_status_when_its_link_to_a_live_keeper_breaks(
+    runs: Path,
+) -> None:
+    run = new_run(runs, "relinked", "#!/bin/sh\nsleep 0.3\nexit 4\n")
+    local = LocalGate("local", GateOptions(nodes=1))
+    try:
+        paths = RunPaths(run)
+        handle = await local.launch(paths, ENV)
+        waiting = asyncio.create_task(local.wait(handle, paths))
+        await asyncio.sleep(0.05)
+        await local.close()  # the link breaks; the keeper lives on for its job
+        assert (await asyncio.wait_for(waiting, 10)).code == 4
+    finally:
+        await local.close()
