@@ -87,6 +87,23 @@ def save(paths: RunPaths, record: RunRecord) -> None:
     _write_atomic(paths.record, _encoder.encode(record))
 
 
+def save_ended(paths: RunPaths, record: RunRecord) -> None:
+    """Record that a run is over, overwriting the record in place.
+
+    Every report of the run is acknowledged by then, so a write torn by a crash costs
+    nothing: the damaged record is skipped at adoption, as an ended one would be. Replacing
+    the file instead would free an inode per run, and on an ext4 without a journal every
+    inode allocation for the next 30 s scans past the ones freed recently: at hundreds of
+    runs a second that made creating a run's files several times slower."""
+    data = _encoder.encode(record)
+    try:
+        with open(paths.record, "r+b") as f:
+            f.write(data)
+            f.truncate(len(data))
+    except FileNotFoundError:
+        _write_atomic(paths.record, data)
+
+
 def load(paths: RunPaths) -> RunRecord | None:
     """The record of a run, or None if there is none (a damaged record raises)."""
     try:

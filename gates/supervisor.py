@@ -257,7 +257,8 @@ class RunSupervisor:
         self.report.ended(result, tuple(staged or ()))
         self.report.note(Note.ENDED, f"{result.outcome.value}: {result.detail}")
         await self.report.drain()
-        self._save(phase=Phase.ENDED)
+        self.record = msgspec.structs.replace(self.record, phase=Phase.ENDED)
+        records.save_ended(self.paths, self.record)
         log.info("run %s ended: %s (%s)", self.paths.root.name, result.outcome, result.detail)
 
     # -- output streaming ------------------------------------------------------------------

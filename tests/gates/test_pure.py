@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from gates import records
 from gates.base import GateOptions
 from gates.local.nodes import host_memory_mb, virtual_nodes
 from gates.logs import MAX_CHUNK, MAX_READ, OutputTail, decode_prefix
 from gates.outcome import StopCause, verdict
-from schemas.jobs import FailReason, RunOutcome
+from gates.records import Phase
+from schemas.jobs import FailReason, JobSpec, RunOutcome
+from tests.gates.conftest import start_run
 
 
 @pytest.mark.parametrize(
@@ -106,3 +110,19 @@ def test_several_nodes_split_the_host_unless_sized() -> None:
 
 def test_host_memory_is_read_from_meminfo() -> None:
     assert host_memory_mb("MemTotal:       24684092 kB\nMemFree: 1 kB\n") == 24105
+
+
+def test_the_end_of_a_run_is_recorded_in_place_and_frees_no_inode(tmp_path: Path) -> None:
+    paths = records.run_paths(tmp_path, "7", 1)
+    first = records.RunRecord(start=start_run(JobSpec(script="true")), phase=Phase.STAGING_IN)
+    records.create(paths, first)
+    inode = paths.record.stat().st_ino
+    stop = records.StopInfo(cause=StopCause.CANCEL, why="x" * 500, grace_s=1.0, term_at=0.0)
+    longer = msgspec.structs.replace(first, phase=Phase.ENDED, stop=stop)
+    records.save_ended(paths, longer)
+    assert paths.record.stat().st_ino == inode
+    assert records.load(paths) == longer
+    shorter = msgspec.structs.replace(first, phase=Phase.ENDED)
+    records.save_ended(paths, shorter)  # cut to the new length: no stale tail
+    assert records.load(paths) == shorter
+    assert paths.record.stat().st_ino == inode
