@@ -134,12 +134,21 @@ def stop_mark(paths: RunPaths) -> StopRun | None:
 
 
 def save_log_offsets(paths: RunPaths, offsets: dict[str, int]) -> None:
-    """How far each output file has been published (a small file, written often)."""
-    _write_atomic(paths.log_offsets, _encoder.encode(offsets))
+    """How far each output file has been published (a small file, written often, so in
+    place: see ``save_ended``; a torn write only means output is published again)."""
+    data = _encoder.encode(offsets)
+    try:
+        with open(paths.log_offsets, "r+b") as f:
+            f.write(data)
+            f.truncate(len(data))
+    except FileNotFoundError:
+        _write_atomic(paths.log_offsets, data)
 
 
 def log_offsets(paths: RunPaths) -> dict[str, int]:
+    """The saved offsets; none if there are none or a crash tore the last write (the output
+    is then published again from the start, under the same message ids)."""
     try:
         return _offsets_decoder.decode(paths.log_offsets.read_bytes())
-    except FileNotFoundError:
+    except (FileNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
         return {}

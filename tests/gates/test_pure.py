@@ -126,3 +126,17 @@ def test_the_end_of_a_run_is_recorded_in_place_and_frees_no_inode(tmp_path: Path
     records.save_ended(paths, shorter)  # cut to the new length: no stale tail
     assert records.load(paths) == shorter
     assert paths.record.stat().st_ino == inode
+
+
+def test_log_offsets_are_rewritten_in_place_and_a_torn_file_means_from_the_start(
+    tmp_path: Path,
+) -> None:
+    paths = records.run_paths(tmp_path, "7", 1)
+    paths.root.mkdir(parents=True)
+    records.save_log_offsets(paths, {"stdout": 123456, "stderr": 7})
+    inode = paths.log_offsets.stat().st_ino
+    records.save_log_offsets(paths, {"stdout": 9, "stderr": 0})
+    assert records.log_offsets(paths) == {"stdout": 9, "stderr": 0}
+    assert paths.log_offsets.stat().st_ino == inode
+    paths.log_offsets.write_bytes(b'{"stdout": 12')  # a write cut short by a crash
+    assert records.log_offsets(paths) == {}
