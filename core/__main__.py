@@ -40,7 +40,9 @@ async def serve(settings: Settings) -> None:
         await ensure_streams(bus.js)
         store = Store(settings.db_url)
         stack.callback(store.close)
-        service = CoreService(bus, store, batch_max=settings.batch_max)
+        service = CoreService(
+            bus, store, batch_max=settings.batch_max, replay_window_s=settings.replay_window_s
+        )
         log.info("core serving on %s", settings.nats_url)
         await service.run(stop)
 

@@ -71,15 +71,25 @@ class Work:
     done: asyncio.Future[AnyReply | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    retried: bool = False  # handled again by core itself: a stored reply is its own
+
+    @property
+    def replayable(self) -> bool:
+        """A sender's command seen before is a replay (gate events are redelivered by
+        JetStream and answered from the inbox)."""
+        return self.key.startswith("cmd:") and not self.retried
 
 
 class CoreService:
     """The writer, the command and query handlers, the gate-event consumer and the relay."""
 
-    def __init__(self, bus: Bus, store: Store, batch_max: int = 500) -> None:
+    def __init__(
+        self, bus: Bus, store: Store, batch_max: int = 500, replay_window_s: float = 300.0
+    ) -> None:
         self.bus = bus
         self.store = store
         self.batch_max = batch_max
+        self.replay_window_s = replay_window_s
         self.state = State()
         self.queue: asyncio.Queue[Work] = asyncio.Queue()
         self.committed = asyncio.Event()
@@ -158,6 +168,14 @@ class CoreService:
         if not allowed:
             return Rejected(
                 to=cmd.id, code=RejectCode.NOT_ALLOWED, detail=f"{msg.sender.role} may not {verb}"
+            )
+        skew = cmd.at - time.time()
+        if not abs(skew) <= self.replay_window_s:  # also refuses NaN
+            return Rejected(
+                to=cmd.id,
+                code=RejectCode.STALE,
+                detail=f"stamped {skew:+.0f} s off core's clock; the window is "
+                f"±{self.replay_window_s:g} s",
             )
         work = Work(
             inbox_key("cmd", f"{msg.sender.role}.{msg.sender.name}", cmd.id), msg.sender, cmd
@@ -245,6 +263,7 @@ class CoreService:
                 return
 
     async def _commit_alone(self, work: Work) -> None:
+        work.retried = True  # it may have been committed in the batch that failed
         try:
             await self._commit_batch([work])
         except ItemFailedError as err:
@@ -268,7 +287,9 @@ class CoreService:
         replies: list[AnyReply | None] = []
         first: dict[str, int] = {}
         for i, item in enumerate(items):
-            if item.key in seen:
+            if (item.key in seen or item.key in first) and item.replayable:
+                replies.append(_replayed(item))
+            elif item.key in seen:
                 raw = seen[item.key]
                 replies.append(_reply_decoder.decode(raw) if raw else None)
             elif item.key in first:
@@ -293,6 +314,16 @@ class CoreService:
         for item, reply in zip(items, replies, strict=True):
             if not item.done.done():
                 item.done.set_result(reply)
+
+
+def _replayed(work: Work) -> Rejected:
+    body = work.body
+    assert isinstance(body, AnyCommand)  # only commands are replayable
+    return Rejected(
+        to=body.id,
+        code=RejectCode.REPLAYED,
+        detail=f"command {body.id} of {work.sender.name} was handled already",
+    )
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -17,6 +17,7 @@ class Settings:
     nats_url: str
     db_url: str
     batch_max: int = 500
+    replay_window_s: float = 300.0
     log_level: str = "INFO"
 
 
@@ -34,6 +35,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--db-url", default=None, help="SQLAlchemy URL (default: SQLite at <state>/core/core.db)"
     )
     parser.add_argument("--batch-max", type=int, default=500, help="most commands per commit")
+    parser.add_argument(
+        "--replay-window",
+        type=float,
+        default=300.0,
+        help="refuse commands stamped more than this many seconds off core's clock",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     state = StateDir(args.state_dir)
@@ -46,5 +53,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         nats_url=args.nats_url,
         db_url=db_url,
         batch_max=max(1, args.batch_max),
+        replay_window_s=max(1.0, args.replay_window),
         log_level=args.log_level.upper(),
     )

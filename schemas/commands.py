@@ -96,6 +96,8 @@ class RejectCode(StrEnum):
     INVALID_STATE = "invalid_state"
     NOT_ALLOWED = "not_allowed"
     NOT_OWNER = "not_owner"
+    REPLAYED = "replayed"  # this sender's command id was handled already
+    STALE = "stale"  # the command's timestamp is outside core's replay window
     INTERNAL = "internal"
 
 

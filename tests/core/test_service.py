@@ -49,7 +49,7 @@ from schemas.gate import (
     StopRun,
 )
 from schemas.ids import GateName, JobId, PlanId, UserName
-from schemas.jobs import Allocation, JobState, NodeAllocation, NodeShape, RunOutcome
+from schemas.jobs import Allocation, JobSpec, JobState, NodeAllocation, NodeShape, RunOutcome
 from schemas.roster import Identity
 from schemas.wire import MAX_PAYLOAD, Signer, new_user_seed
 from tests.core.conftest import RunningCore, eventually, new_id, send, start_core, submit_job
@@ -130,14 +130,30 @@ async def test_a_command_on_the_wrong_verb_is_a_bad_request(core: RunningCore, a
     assert event_count(core) == 0
 
 
-async def test_a_redelivered_command_gets_the_same_reply_and_appends_nothing(
-    core: RunningCore, alice: Bus
+async def test_a_replayed_command_is_refused_and_appends_nothing(
+    core: RunningCore, alice: Bus, bob: Bus
 ) -> None:
     cmd = submit_job()
     first = await send(alice, cmd)
+    assert isinstance(first, Accepted)
     again = await asyncio.gather(*(send(alice, cmd) for _ in range(5)))
-    assert all(r == first for r in again)
+    assert all(isinstance(r, Rejected) and r.code is RejectCode.REPLAYED for r in again)
     assert event_count(core) == 1
+    other = await send(bob, cmd)  # ids are per sender: bob's own command is new
+    assert isinstance(other, Accepted)
+    assert event_count(core) == 2
+
+
+@pytest.mark.parametrize("off_by_s", [-301.0, 301.0, -86400.0, 1e12])
+async def test_a_command_stamped_outside_the_replay_window_is_refused(
+    core: RunningCore, alice: Bus, off_by_s: float
+) -> None:
+    cmd = SubmitJob(id=new_id(), at=time.time() + off_by_s, spec=JobSpec(script="true"))
+    reply = await send(alice, cmd)
+    assert isinstance(reply, Rejected) and reply.code is RejectCode.STALE, reply
+    assert event_count(core) == 0
+    inside = SubmitJob(id=new_id(), at=time.time() - 250.0, spec=JobSpec(script="true"))
+    assert isinstance(await send(alice, inside), Accepted)  # a slow clock within the window
 
 
 async def test_a_user_cannot_cancel_another_users_job(
