@@ -35,7 +35,13 @@ TRIVIAL = "#!/bin/sh\ntrue\n"  # a trivial job, as one would give sbatch
 
 
 async def _alice(h: Harness, name: str = "alice") -> Bus:
-    return await Bus.connect(h.url, h.state.load_signer(name), h.state.load_roster(), "bench")
+    return await Bus.connect(
+        h.url,
+        h.state.load_signer(name),
+        h.state.load_roster(),
+        "bench",
+        nkeys_seed=str(h.state.seed_path(name)),
+    )
 
 
 async def _submit(bus: Bus, script: str = TRIVIAL, name: str = "bench") -> str:

@@ -135,7 +135,21 @@ class StateDir(NamedTuple):
         identity = Identity(name=name, role=role, key=self.load_signer(name).public_key)
         if roster.get(identity.key) != identity:
             others = [i for i in roster.identities() if i.name != name or i.role != role]
-            tmp = self.roster_path.with_suffix(".tmp")
-            tmp.write_bytes(Roster([*others, identity]).encode())
-            tmp.replace(self.roster_path)
+            self._write_roster(Roster([*others, identity]))
         return identity
+
+    def remove_identity(self, name: str) -> bool:
+        """Take ``name`` off the roster and delete its seed; whether it was there. A running
+        server refuses the key once its configuration is reloaded (``bus.server.reload``)."""
+        roster = self.load_roster() if self.roster_path.exists() else Roster([])
+        kept = [i for i in roster.identities() if i.name != name]
+        found = len(kept) < len(roster.identities())
+        if found:
+            self._write_roster(Roster(kept))
+        self.seed_path(name).unlink(missing_ok=True)
+        return found
+
+    def _write_roster(self, roster: Roster) -> None:
+        tmp = self.roster_path.with_suffix(".tmp")
+        tmp.write_bytes(roster.encode())
+        tmp.replace(self.roster_path)

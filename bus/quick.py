@@ -62,9 +62,7 @@ class QuickRequester:
         if not info_line.startswith(b"INFO "):
             raise QuickConnectError(f"{url} is not a NATS server")
         info = json.loads(info_line[5:])
-        if info.get("auth_required"):
-            raise QuickConnectError(f"{url} requires authentication, which quick requests lack")
-        connect = {
+        connect: dict[str, object] = {
             "verbose": False,
             "pedantic": False,
             "headers": True,
@@ -74,6 +72,9 @@ class QuickRequester:
             "protocol": 1,
             "name": "skyport-quick",
         }
+        if info.get("nonce"):  # the server asks who we are: our nkey signs its challenge
+            connect["nkey"] = self.signer.public_key
+            connect["sig"] = self.signer.sign_nonce(str(info["nonce"]))
         sock.sendall(b"CONNECT " + json.dumps(connect).encode() + CRLF)
         return sock
 

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bus.deployment import DeploymentError, StateDir
+
 
 class ServerError(Exception):
     """The embedded nats-server could not be found, started or reached."""
@@ -34,27 +36,53 @@ def find_binary() -> Path:
 
 
 def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Path:
-    """Write the server configuration into ``state_dir/nats`` and return its path."""
+    """Write the server configuration into ``state_dir/nats`` and return its path.
+
+    Every identity of the roster is an nkey user (the key it signs messages with); there is
+    no anonymous user, so a connection without a known key is refused."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ServerError(f"refusing to listen on {host}: only loopback is allowed without TLS")
+    state = StateDir(state_dir)
+    if not state.roster_path.exists():
+        raise ServerError(f"no identities yet: {state.roster_path} is missing")
+    try:
+        identities = state.load_roster().identities()
+    except DeploymentError as exc:
+        raise ServerError(str(exc)) from exc
+    if not identities:
+        raise ServerError(f"no identities in {state.roster_path}: nobody could connect")
+    users = [f"    {{nkey: {json.dumps(i.key)}}}" for i in identities]
     nats_dir = state_dir / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True)
     conf = nats_dir / "nats-server.conf"
-    conf.write_text(
-        "\n".join(
-            [
-                f"listen: {json.dumps(f'{host}:{port}')}",
-                f"ports_file_dir: {json.dumps(str(nats_dir))}",
-                "max_payload: 4MB",
-                "jetstream {",
-                f"  store_dir: {json.dumps(str(nats_dir / 'jetstream'))}",
-                "  max_memory_store: 256MB",
-                "}",
-                "",
-            ]
-        )
+    text = "\n".join(
+        [
+            f"listen: {json.dumps(f'{host}:{port}')}",
+            f"ports_file_dir: {json.dumps(str(nats_dir))}",
+            "max_payload: 4MB",
+            "jetstream {",
+            f"  store_dir: {json.dumps(str(nats_dir / 'jetstream'))}",
+            "  max_memory_store: 256MB",
+            "}",
+            "authorization {",
+            "  users = [",
+            *users,
+            "  ]",
+            "}",
+            "",
+        ]
     )
+    tmp = conf.with_name(conf.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, conf)
     return conf
+
+
+def reload(server: RunningServer, state_dir: Path) -> None:
+    """Rewrite the configuration from the roster and make the running server load it: new
+    identities may connect, and removed ones are disconnected (no restart)."""
+    write_config(state_dir, server.host, server.port)
+    server.process.send_signal(signal.SIGHUP)
 
 
 @dataclass
@@ -63,6 +91,8 @@ class RunningServer:
 
     process: subprocess.Popen[bytes]
     url: str
+    host: str = "127.0.0.1"
+    port: int = -1  # as configured (-1: a free port, chosen at start)
 
     @property
     def pid(self) -> int:
@@ -99,7 +129,7 @@ def start(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> RunningSe
             raise ServerError(f"nats-server exited with {proc.returncode}; see {nats_dir}")
         try:
             urls = json.loads(ports_file.read_text())["nats"]
-            return RunningServer(proc, urls[0])
+            return RunningServer(proc, urls[0], host, port)
         except (FileNotFoundError, json.JSONDecodeError, KeyError, IndexError):
             time.sleep(0.01)
     proc.kill()

@@ -35,7 +35,13 @@ async def serve(settings: Settings) -> None:
         guard = lock_path(settings.db_url)
         if guard is not None:  # other databases: a NATS KV lease, in a later issue
             stack.enter_context(hold(guard))
-        bus = await Bus.connect(settings.nats_url, signer, roster, "core")
+        bus = await Bus.connect(
+            settings.nats_url,
+            signer,
+            roster,
+            "core",
+            nkeys_seed=str(settings.state_dir.seed_path("core")),
+        )
         stack.push_async_callback(bus.close)
         await ensure_streams(bus.js)
         store = Store(settings.db_url)

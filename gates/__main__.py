@@ -63,7 +63,13 @@ async def serve(args: argparse.Namespace) -> None:
     settings = RunnerSettings(
         capacity_interval_s=args.capacity_interval, timeout_grace_s=args.timeout_grace
     )
-    bus = await Bus.connect(args.nats_url, state.load_signer(name), state.load_roster(), name)
+    bus = await Bus.connect(
+        args.nats_url,
+        state.load_signer(name),
+        state.load_roster(),
+        name,
+        nkeys_seed=str(state.seed_path(name)),
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -39,7 +39,9 @@ async def run(state_dir: Path, nats_url: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        bus = await Bus.connect(nats_url, signer, roster, "scheduler")
+        bus = await Bus.connect(
+            nats_url, signer, roster, "scheduler", nkeys_seed=str(state.seed_path("scheduler"))
+        )
         stack.push_async_callback(bus.close)
         async with asyncio.TaskGroup() as tg:
             service = tg.create_task(SchedulerService(bus).run())

@@ -60,6 +60,10 @@ class Signer:
         self._key = SigningKey(bytes(raw))
         self.public_key: str = nkeys.from_seed(bytearray(seed.strip())).public_key.decode()
 
+    def sign_nonce(self, nonce: str) -> str:
+        """The answer to a NATS server's authentication challenge (base64 signature)."""
+        return base64.b64encode(self._key.sign(nonce.encode()).signature).decode()
+
     def headers(self, subject: str, payload: bytes) -> dict[str, str]:
         sig = self._key.sign(signed_bytes(subject, payload)).signature
         return {

@@ -48,7 +48,13 @@ def nats_url(nats_server: server.RunningServer) -> str:
 
 async def connect_as(state: StateDir, url: str, name: str) -> Bus:
     """A signed bus connection for one identity of the state directory."""
-    return await Bus.connect(url, state.load_signer(name), state.load_roster(), name)
+    return await Bus.connect(
+        url,
+        state.load_signer(name),
+        state.load_roster(),
+        name,
+        nkeys_seed=str(state.seed_path(name)),
+    )
 
 
 @pytest.fixture

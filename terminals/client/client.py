@@ -63,7 +63,14 @@ class Client:
         except DeploymentError as exc:
             raise ClientError(str(exc)) from exc
         try:
-            bus = await Bus.connect(url, signer, roster, f"client-{user}", connect_timeout=3)
+            bus = await Bus.connect(
+                url,
+                signer,
+                roster,
+                f"client-{user}",
+                connect_timeout=3,
+                nkeys_seed=str(state.seed_path(user)),
+            )
         except Exception as exc:  # the edge of nats: any connect failure means unreachable
             raise NotRunningError(f"cannot reach NATS at {url}: {exc}") from exc
         return cls(bus, user, timeout)

@@ -17,6 +17,7 @@ from schemas.commands import Accepted, ListJobs, SubmitJob
 from schemas.events import AnyJobEvent, JobCancelled, JobCompleted, JobFailed
 from schemas.ids import JobId, new_message_id
 from schemas.jobs import TERMINAL_STATES, JobSpec, JobState, JobSummary
+from tests.conftest import connect_as
 from tests.system.harness import Harness
 
 pytestmark = pytest.mark.system
@@ -25,7 +26,7 @@ TERMINAL_EVENTS = (JobCompleted, JobFailed, JobCancelled)
 
 
 async def _alice(h: Harness) -> Bus:
-    return await Bus.connect(h.url, h.state.load_signer("alice"), h.state.load_roster(), "test")
+    return await connect_as(h.state, h.url, "alice")
 
 
 async def _wait_for_core(bus: Bus, timeout: float = 30) -> None:
