@@ -277,7 +277,8 @@ class Bus:
     ) -> AsyncIterator[list[Delivery[T]]]:
         """Yield batches from a durable pull consumer; refused messages are terminated."""
         config = api.ConsumerConfig(
-            durable_name=durable,
+            name=durable,  # named: the filter is then part of the API subject, so the
+            durable_name=durable,  # server's permissions can bind it (docs/security.md)
             filter_subject=filter_subject,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=ack_wait,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bus.deployment import DeploymentError, StateDir
+from schemas import subjects
+from schemas.roster import Identity, Role
 
 
 class ServerError(Exception):
@@ -51,7 +53,7 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
         raise ServerError(str(exc)) from exc
     if not identities:
         raise ServerError(f"no identities in {state.roster_path}: nobody could connect")
-    users = [f"    {{nkey: {json.dumps(i.key)}}}" for i in identities]
+    users = [_user_entry(i) for i in identities]
     nats_dir = state_dir / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True)
     conf = nats_dir / "nats-server.conf"
@@ -76,6 +78,69 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
     tmp.write_text(text)
     os.replace(tmp, conf)
     return conf
+
+
+def permissions(identity: Identity) -> tuple[list[str], list[str]] | None:
+    """The subjects ``identity`` may publish to and subscribe to, or None for no limit yet
+    (core, users and admins: see docs/security.md for what comes next)."""
+    root = subjects.ROOT
+    inbox = [f"{subjects.INBOX_PREFIX}>"]
+    streams_info = "$JS.API.STREAM.INFO.*"
+    stream_names = "$JS.API.STREAM.NAMES"  # nats-py finds a stream by subject with it
+    match identity.role:
+        case Role.GATE:
+            gate = identity.name
+            durable = f"gate-{gate}"
+            commands = subjects.STREAM_GATE_COMMANDS
+            files = f"OBJ_{subjects.FILES_BUCKET}"
+            return [
+                f"{root}.evt.gate.{gate}.>",
+                f"{root}.log.*.*.{gate}.*",
+                streams_info,
+                stream_names,
+                f"$JS.API.CONSUMER.INFO.{commands}.{durable}",
+                f"$JS.API.CONSUMER.CREATE.{commands}.{durable}.{subjects.gate_commands_of(gate)}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{commands}.{durable}",
+                f"$JS.ACK.{commands}.{durable}.>",
+                f"$O.{subjects.FILES_BUCKET}.>",
+                f"$JS.API.STREAM.MSG.GET.{files}",
+                f"$JS.API.DIRECT.GET.{files}.>",
+                f"$JS.API.STREAM.PURGE.{files}",
+                f"$JS.API.CONSUMER.CREATE.{files}",
+                f"$JS.API.CONSUMER.CREATE.{files}.>",
+                f"$JS.API.CONSUMER.DELETE.{files}.>",
+                "$JS.FC.>",
+            ], inbox
+        case Role.SCHEDULER:
+            job_events, gate_events = subjects.STREAM_JOB_EVENTS, subjects.STREAM_GATE_EVENTS
+            return [
+                subjects.core_command(subjects.CoreVerb.PLACE),
+                subjects.CORE_QUERIES,
+                streams_info,
+                stream_names,
+                f"$JS.API.CONSUMER.CREATE.{job_events}",
+                f"$JS.API.CONSUMER.CREATE.{job_events}.>",
+                f"$JS.API.CONSUMER.DELETE.{job_events}.>",
+                f"$JS.API.CONSUMER.CREATE.{gate_events}",
+                f"$JS.API.CONSUMER.CREATE.{gate_events}.>",
+                f"$JS.API.CONSUMER.DELETE.{gate_events}.>",
+                "$JS.FC.>",
+            ], inbox
+        case _:
+            return None
+
+
+def _user_entry(identity: Identity) -> str:
+    """One ``authorization.users`` entry of the server configuration."""
+    allowed = permissions(identity)
+    if allowed is None:
+        return f"    {{nkey: {json.dumps(identity.key)}}}"
+    publish, subscribe = allowed
+    return (
+        f"    {{nkey: {json.dumps(identity.key)}, permissions: {{"
+        f"publish: {{allow: {json.dumps(publish)}}}, "
+        f"subscribe: {{allow: {json.dumps(subscribe)}}}}}}}"
+    )
 
 
 def reload(server: RunningServer, state_dir: Path) -> None:

@@ -67,13 +67,21 @@ async def test_unsigned_requests_get_no_answer_and_are_counted(
 async def test_a_known_sender_with_the_wrong_role_is_told_so(
     core_bus: Bus, state: StateDir, nats_url: str
 ) -> None:
-    await _serve(core_bus)
-    gate = await connect_as(state, nats_url, "local")
+    place = subjects.core_command(subjects.CoreVerb.PLACE)  # the scheduler's alone
+    seen: list[Incoming[AnyCommand]] = []
+
+    async def handler(incoming: Incoming[AnyCommand]) -> Accepted:
+        seen.append(incoming)
+        return Accepted(to=incoming.body.id)
+
+    await core_bus.serve(place, "q", msgspec.json.Decoder(AnyCommand), handler)
+    alice = await connect_as(state, nats_url, "alice")  # may reach the subject, not use it
     try:
-        reply = await gate.request(CANCEL, _cancel(), timeout=2)
+        reply = await alice.request(place, _cancel(), timeout=2)
         assert isinstance(reply, Rejected) and reply.code == "not_allowed"
+        assert seen == []
     finally:
-        await gate.close()
+        await alice.close()
 
 
 async def test_a_reply_to_another_request_is_refused(

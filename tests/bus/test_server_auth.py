@@ -20,9 +20,9 @@ from schemas.roster import Role
 from schemas.wire import Signer, new_user_seed
 
 
-def _handshake(url: str, signer: Signer | None) -> str:
+def _handshake(url: str, signer: Signer | None, then: bytes = b"") -> str:
     """Connect with the raw protocol, answer the server's challenge with ``signer`` (or not
-    at all), then PING: the server's first answer ('PONG', or its '-ERR ...')."""
+    at all), send ``then``, then PING: the server's first answer ('PONG', or '-ERR ...')."""
     host, port = url.removeprefix("nats://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         stream = sock.makefile("rb")
@@ -31,8 +31,53 @@ def _handshake(url: str, signer: Signer | None) -> str:
         if signer is not None:
             connect["nkey"] = signer.public_key
             connect["sig"] = signer.sign_nonce(info["nonce"])
-        sock.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+        sock.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\n" + then + b"PING\r\n")
         return stream.readline().decode().strip()
+
+
+def _pub(subject: str) -> bytes:
+    return f"PUB {subject} 2\r\n{{}}\r\n".encode()
+
+
+def _sub(subject: str) -> bytes:
+    return f"SUB {subject} 1\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    "name, then",
+    [
+        ("local", _pub(subjects.job_event("alice", "1", "job_completed"))),  # a core event
+        ("local", _pub(subjects.gate_event("other", "run_ended"))),  # another gate's report
+        ("local", _pub(subjects.core_command(subjects.CoreVerb.CANCEL))),
+        ("local", _sub(subjects.gate_commands_of("other"))),  # another gate's commands
+        ("local", _sub(subjects.ALL_JOB_EVENTS)),
+        (
+            "local",
+            _pub(
+                "$JS.API.CONSUMER.CREATE.SKYPORT_GATE_COMMANDS.gate-local."
+                + subjects.gate_commands_of("other")
+            ),
+        ),  # a consumer of them
+        ("local", _pub("$JS.API.STREAM.DELETE.SKYPORT_JOB_EVENTS")),
+        ("scheduler", _pub(subjects.job_event("alice", "1", "job_completed"))),
+        ("scheduler", _pub(subjects.gate_command("local", "start"))),
+        ("scheduler", _pub(subjects.core_command(subjects.CoreVerb.SUBMIT))),
+    ],
+)
+def test_a_component_is_refused_what_its_role_does_not_need(
+    state: StateDir, nats_url: str, name: str, then: bytes
+) -> None:
+    answer = _handshake(nats_url, state.load_signer(name), then)
+    assert answer.startswith("-ERR 'Permissions Violation"), answer
+
+
+def test_a_gate_may_use_its_own_subjects(state: StateDir, nats_url: str) -> None:
+    own = (
+        _pub(subjects.gate_event("local", "run_ended"))
+        + _pub(subjects.log("alice", "1", "local", subjects.LogStream.STDOUT))
+        + _sub(f"{subjects.INBOX_PREFIX}x")
+    )
+    assert _handshake(nats_url, state.load_signer("local"), own) == "PONG"
 
 
 def test_a_connection_without_credentials_is_refused(nats_url: str) -> None:
