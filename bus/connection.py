@@ -8,10 +8,12 @@ with subject and sender, and never retried (JetStream messages are terminated).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -85,6 +87,17 @@ def _quiet_error_cb(component: str) -> Callable[[Exception], Awaitable[None]]:
     return error_cb
 
 
+ROSTER_POLL_S = 1.0
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
 class Bus:
     """A signed connection for one component identity."""
 
@@ -95,6 +108,28 @@ class Bus:
         self.verifier = Verifier(roster)
         self.component = component
         self.refusals: Counter[str] = Counter()
+        self._roster_task: asyncio.Task[None] | None = None
+
+    def follow_roster(self, path: Path, every_s: float = ROSTER_POLL_S) -> None:
+        """Re-read the roster at ``path`` whenever it changes (``skyport user add/revoke``):
+        a new identity is known, and a revoked one refused, within ``every_s``."""
+
+        async def follow() -> None:
+            seen = _stamp(path)
+            while True:
+                await asyncio.sleep(every_s)
+                now = _stamp(path)
+                if now == seen:
+                    continue
+                seen = now
+                try:
+                    self.verifier = Verifier(Roster.decode(path.read_bytes()))
+                except (OSError, msgspec.MsgspecError, ValueError) as exc:
+                    log.error("%s: roster %s not reloaded: %s", self.component, path, exc)
+                    continue
+                log.info("%s: roster reloaded from %s", self.component, path)
+
+        self._roster_task = asyncio.create_task(follow(), name="roster")
 
     @classmethod
     async def connect(
@@ -111,6 +146,10 @@ class Bus:
         return cls(nc, signer, roster, component)
 
     async def close(self) -> None:
+        if self._roster_task is not None:
+            self._roster_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._roster_task
         if not self.nc.is_closed:
             await self.nc.drain()
 

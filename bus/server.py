@@ -150,6 +150,36 @@ def reload(server: RunningServer, state_dir: Path) -> None:
     server.process.send_signal(signal.SIGHUP)
 
 
+def reload_pid(state_dir: Path, pid: int) -> bool:
+    """``reload`` for a server this process did not start (``skyport user``): the server
+    with ``pid`` must run this state directory's configuration, and keeps its address.
+    False if no such server runs."""
+    conf = state_dir / "nats" / "nats-server.conf"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    if str(conf).encode() not in argv:
+        return False  # the pid is not (or no longer) our server
+    host, port = _listen_of(conf)
+    write_config(state_dir, host, port)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _listen_of(conf: Path) -> tuple[str, int]:
+    """Host and port of the ``listen`` line of a configuration this module wrote."""
+    for line in conf.read_text().splitlines():
+        if line.startswith("listen: "):
+            host, _, port = json.loads(line.removeprefix("listen: ")).rpartition(":")
+            return host, int(port)
+    raise ServerError(f"{conf} has no listen line")
+
+
 @dataclass
 class RunningServer:
     """A started nats-server: its process and client URL."""

@@ -43,6 +43,7 @@ async def serve(settings: Settings) -> None:
             nkeys_seed=str(settings.state_dir.seed_path("core")),
         )
         stack.push_async_callback(bus.close)
+        bus.follow_roster(settings.state_dir.roster_path)  # users added or revoked live
         await ensure_streams(bus.js)
         store = Store(settings.db_url)
         stack.callback(store.close)

@@ -70,6 +70,7 @@ async def serve(args: argparse.Namespace) -> None:
         name,
         nkeys_seed=str(state.seed_path(name)),
     )
+    bus.follow_roster(state.roster_path)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -43,6 +43,7 @@ async def run(state_dir: Path, nats_url: str) -> None:
             nats_url, signer, roster, "scheduler", nkeys_seed=str(state.seed_path("scheduler"))
         )
         stack.push_async_callback(bus.close)
+        bus.follow_roster(state.roster_path)
         async with asyncio.TaskGroup() as tg:
             service = tg.create_task(SchedulerService(bus).run())
             await stop.wait()

@@ -29,6 +29,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "release": ("commands", "control"),
     "events": ("streams", "events"),
     "fetch": ("streams", "fetch"),
+    "user": ("users", "user"),
 }
 STATES = (
     "pending",
@@ -158,6 +159,16 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download a job's staged outputs")
     p.add_argument("job", metavar="JOB")
     p.add_argument("dest", metavar="DEST", nargs="?", default=".", help="directory (default .)")
+
+    p = sub.add_parser("user", help="add, list or revoke the users of the deployment")
+    users = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    q = users.add_parser("add", help="create a user; print the path of its credentials file")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--admin", action="store_true", help="may act on every user's jobs")
+    q = users.add_parser("list", help="the users and admins")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q = users.add_parser("revoke", help="remove a user; its connections are dropped")
+    q.add_argument("name", metavar="NAME")
     return parser
 
 
