@@ -143,7 +143,8 @@ class CoreService:
             await _cancel(tasks)
             await self._drain()
             await _cancel([writer])
-        log.info("core stopped after %d batches", self.batches)
+        refused = dict(sorted(self.bus.refusals.items()))
+        log.info("core stopped after %d batches; messages refused: %s", self.batches, refused)
 
     async def _drain(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
