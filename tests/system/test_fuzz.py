@@ -12,6 +12,7 @@ import json
 import re
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +190,6 @@ def test_hostile_messages_are_each_refused_and_the_deployment_runs_on(
     # place is the scheduler's: alice's signed messages there are refused for her role
     reasons = {"unsigned", "unknown_signer", "bad_signature", "malformed", "not_allowed"}
     assert set(refused) <= reasons
+    with sqlite3.connect(h.state.core_db) as db:  # only the two real jobs were stored
+        jobs = db.execute("SELECT COUNT(DISTINCT stream_id) FROM events").fetchone()[0]
+    assert jobs == 2
