@@ -54,7 +54,11 @@ class Signer:
     """Signs with one nkey seed (``SU...``); the seed never leaves this object."""
 
     def __init__(self, seed: bytes) -> None:
-        prefix, raw = nkeys.decode_seed(bytearray(seed.strip()))
+        """ValueError if ``seed`` is not an nkey user seed."""
+        try:
+            prefix, raw = nkeys.decode_seed(bytearray(seed.strip()))
+        except (nkeys.NkeysError, ValueError) as exc:  # binascii.Error is a ValueError
+            raise ValueError("not an nkey user seed") from exc
         if prefix != nkeys.PREFIX_BYTE_USER:
             raise ValueError("not an nkey user seed")
         self._key = SigningKey(bytes(raw))

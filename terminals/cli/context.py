@@ -7,6 +7,7 @@ that stream or move files open the async client themselves.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TypeVar
 
 from bus.deployment import DeploymentError, DeploymentInfo, StateDir
@@ -14,7 +15,7 @@ from schemas.commands import Accepted, AnyCommand, GetJob, JobDetail, JobPage, L
 from schemas.subjects import command_subject, query_subject
 from terminals.client import requests
 from terminals.client.errors import ClientError, NotRunningError
-from terminals.client.locate import running
+from terminals.client.locate import Credentials, running
 
 R = TypeVar("R", Accepted, JobPage, JobDetail)
 
@@ -23,11 +24,23 @@ class Context:
     """The resolved global options of one ``skyport`` invocation. (A plain class: importing
     ``dataclasses`` would cost every command ~20 ms.)"""
 
-    def __init__(self, state: StateDir, user: str, autostart: bool = True) -> None:
+    def __init__(
+        self,
+        state: StateDir,
+        user: str,
+        autostart: bool = True,
+        credentials_path: Path | None = None,
+    ) -> None:
         self.state = state
         self.user = user
         self.autostart = autostart
+        self.credentials_path = credentials_path  # a credentials file chosen explicitly
         self._info: DeploymentInfo | None = None
+
+    def credentials(self) -> Credentials:
+        if self.credentials_path is not None:
+            return Credentials(self.user, self.credentials_path)
+        return Credentials(self.user, self.state.seed_path(self.user))
 
     def deployment(self) -> DeploymentInfo:
         """The running deployment; started (detached) first when none is running."""
@@ -51,7 +64,7 @@ class Context:
         info = self.deployment()
         subject = query_subject(msg) if isinstance(msg, ListJobs | GetJob) else command_subject(msg)
         try:
-            signer, roster = self.state.load_signer(self.user), self.state.load_roster()
+            signer, roster = self.credentials().signer(), self.state.load_roster()
         except DeploymentError as exc:
             raise ClientError(str(exc)) from exc
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -98,6 +99,12 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
         metavar="NAME",
         help="act as this identity of the state directory (default: $SKYPORT_USER, else "
         "the login name)",
+    )
+    parser.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="act as the user of this credentials file (from 'skyport user add'; default: "
+        "$SKYPORT_CREDENTIALS, else --identity)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -189,13 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from terminals.cli.context import Context
     from terminals.cli.errors import UsageError
     from terminals.client.errors import ClientError, NotRunningError
-    from terminals.client.locate import default_user, state_dir, token_of
+    from terminals.client.locate import credentials, default_user, state_dir, token_of
 
-    ctx = Context(
-        state=state_dir(args.state_dir),
-        user=token_of(args.identity) if args.identity else default_user(),
-    )
+    state = state_dir(args.state_dir)
+    ctx = Context(state=state, user=token_of(args.identity) if args.identity else default_user())
     try:
+        chosen = args.credentials or os.environ.get("SKYPORT_CREDENTIALS")
+        if chosen:
+            creds = credentials(state, path=chosen)
+            ctx = Context(state=state, user=creds.name, credentials_path=creds.seed_path)
         return _handler(args.command)(ctx, args)
     except (UsageError, InvalidTokenError, StagedPathError) as exc:
         return _fail(EXIT_USAGE, str(exc))

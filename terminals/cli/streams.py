@@ -114,7 +114,9 @@ async def _client(ctx: Context) -> Client:
     from terminals.client.client import Client
 
     info = ctx.deployment()
-    return await Client.connect(ctx.state.root, ctx.user, nats_url=info.nats_url)
+    return await Client.connect(
+        ctx.state.root, ctx.user, nats_url=info.nats_url, credentials_path=ctx.credentials_path
+    )
 
 
 def write_chunk(chunk: LogChunk) -> None:

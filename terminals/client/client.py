@@ -26,7 +26,7 @@ from schemas.ids import JobId
 from schemas.jobs import TERMINAL_STATES, JobSpec, JobState, JobSummary, StagedInput
 from terminals.client import requests
 from terminals.client.errors import ClientError, NotRunningError, StagingError
-from terminals.client.locate import default_user, require_running, state_dir
+from terminals.client.locate import credentials, require_running, state_dir
 from terminals.client.logtail import LogTail
 from terminals.client.staging import prepare_target
 
@@ -53,13 +53,17 @@ class Client:
         identity: str | None = None,
         nats_url: str | None = None,
         timeout: float = 10.0,
+        credentials_path: Path | str | None = None,
     ) -> Client:
-        """Connect as ``identity`` (default: the login name) to the deployment of a state dir."""
+        """Connect to the deployment of a state dir as the identity of a credentials file
+        (``credentials_path``, else ``$SKYPORT_CREDENTIALS``), else as ``identity`` (default:
+        ``$SKYPORT_USER``, else the login name)."""
         state = state_dir(state_dir_path)
-        user = identity or default_user()
+        creds = credentials(state, identity, credentials_path)
+        user = creds.name
         url = nats_url or require_running(state).nats_url
         try:
-            signer, roster = state.load_signer(user), state.load_roster()
+            signer, roster = creds.signer(), state.load_roster()
         except DeploymentError as exc:
             raise ClientError(str(exc)) from exc
         try:
@@ -69,7 +73,7 @@ class Client:
                 roster,
                 f"client-{user}",
                 connect_timeout=3,
-                nkeys_seed=str(state.seed_path(user)),
+                nkeys_seed=str(creds.seed_path),
             )
         except Exception as exc:  # the edge of nats: any connect failure means unreachable
             raise NotRunningError(f"cannot reach NATS at {url}: {exc}") from exc

@@ -9,8 +9,10 @@ import getpass
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from bus.deployment import DeploymentError, DeploymentInfo, StateDir, default_home
+from schemas.wire import Signer
 from terminals.client.errors import ClientError, NotRunningError
 
 _NOT_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
@@ -25,6 +27,43 @@ def token_of(name: str) -> str:
 def default_user() -> str:
     """``$SKYPORT_USER``, else the login name, as a subject token."""
     return token_of(os.environ.get("SKYPORT_USER") or getpass.getuser())
+
+
+class Credentials(NamedTuple):
+    """Who a client acts as: an identity of the roster and the file of its nkey seed (it
+    signs messages and answers the server's challenge)."""
+
+    name: str
+    seed_path: Path
+
+    def signer(self) -> Signer:
+        try:
+            return Signer(self.seed_path.read_bytes())
+        except OSError as exc:
+            raise ClientError(f"cannot read the credentials {self.seed_path}: {exc}") from exc
+        except ValueError as exc:
+            raise ClientError(f"{self.seed_path} holds no nkey user seed") from exc
+
+
+def credentials(
+    state: StateDir, identity: str | None = None, path: Path | str | None = None
+) -> Credentials:
+    """A credentials file (``path``, else ``$SKYPORT_CREDENTIALS``) names its identity by
+    its key on the roster; without one, the named identity (``identity``, else
+    ``$SKYPORT_USER``, else the login name) of the state directory's keys."""
+    chosen = path or os.environ.get("SKYPORT_CREDENTIALS")
+    if not chosen:
+        name = identity or default_user()
+        return Credentials(name, state.seed_path(name))
+    creds = Credentials("", Path(chosen).expanduser())
+    key = creds.signer().public_key
+    try:
+        known = state.load_roster().get(key)
+    except DeploymentError as exc:
+        raise ClientError(str(exc)) from exc
+    if known is None:
+        raise ClientError(f"{creds.seed_path}: its key is not a user of {state.root} (revoked?)")
+    return creds._replace(name=known.name)
 
 
 def state_dir(root: Path | str | None = None) -> StateDir:

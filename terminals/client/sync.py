@@ -26,10 +26,13 @@ class SyncClient:
         identity: str | None = None,
         nats_url: str | None = None,
         timeout: float = 10.0,
+        credentials_path: Path | str | None = None,
     ) -> None:
         self._runner = asyncio.Runner()
         try:
-            self._client = self._runner.run(Client.connect(state_dir, identity, nats_url, timeout))
+            self._client = self._runner.run(
+                Client.connect(state_dir, identity, nats_url, timeout, credentials_path)
+            )
         except BaseException:
             self._runner.close()
             raise

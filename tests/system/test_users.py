@@ -86,6 +86,13 @@ async def test_a_user_added_and_revoked_while_the_deployment_runs(deployment: Ha
     code, out = skyport(h, "user", "list", "--json")
     assert ("carol", "user") in [(u["name"], u["role"]) for u in json.loads(out)]
 
+    as_carol = io.StringIO()  # the CLI acts as the user of a credentials file
+    with contextlib.redirect_stdout(as_carol):
+        code = main(["--state-dir", str(h.state.root), "--credentials", str(creds), "jobs", "-a"])
+    assert code == 0
+    rows = as_carol.getvalue().splitlines()[1:]
+    assert len(rows) == 1 and " carol " in f" {rows[0]} "
+
     dropped = asyncio.Event()
 
     async def on_disconnect() -> None:

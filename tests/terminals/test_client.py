@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,10 @@ from bus.connection import Bus
 from bus.deployment import StateDir
 from schemas.commands import RejectCode
 from schemas.jobs import JobSpec, JobState
+from schemas.wire import new_user_seed
 from terminals.client import Client, SyncClient, UnknownJobError
+from terminals.client.errors import ClientError
+from terminals.client.locate import Credentials, credentials
 from tests.terminals.fakecore import FakeCore, summary
 
 
@@ -44,3 +48,23 @@ async def test_sync_client_submits(state: StateDir, nats_url: str, core_bus: Bus
 
     assert await asyncio.to_thread(submit) == "1"
     assert fake.submitted[0].spec.name == "s"
+
+
+def test_a_credentials_file_names_its_user_by_its_key(
+    state: StateDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = tmp_path / "alice.nk"
+    alice.write_bytes(state.seed_path("alice").read_bytes())
+    assert credentials(state, "bob", alice).name == "alice"  # the file wins over a name
+    monkeypatch.setenv("SKYPORT_CREDENTIALS", str(alice))
+    assert credentials(state).name == "alice"
+    monkeypatch.delenv("SKYPORT_CREDENTIALS")
+    assert credentials(state, "bob") == Credentials("bob", state.seed_path("bob"))
+    stranger = tmp_path / "stranger.nk"
+    stranger.write_bytes(new_user_seed())
+    with pytest.raises(ClientError, match="not a user"):
+        credentials(state, path=stranger)
+    junk = tmp_path / "junk.nk"
+    junk.write_text("not a seed")
+    with pytest.raises(ClientError, match="no nkey user seed"):
+        credentials(state, path=junk)
