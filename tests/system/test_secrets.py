@@ -1,0 +1,79 @@
+"""Seeds stay secret: written 0600 in a 0700 directory, and never in a log line, after a
+deployment ran jobs and had a user added (real processes; every log file is read)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from bus.deployment import ComponentInfo, DeploymentInfo
+from schemas import subjects
+from schemas.commands import Accepted, SubmitJob
+from schemas.ids import new_message_id
+from schemas.jobs import JobSpec
+from terminals.cli.main import main
+from tests.conftest import connect_as
+from tests.system.harness import Harness
+
+pytestmark = pytest.mark.system
+
+
+async def _submit_jobs(h: Harness, n: int) -> None:
+    bus = await connect_as(h.state, h.url, "alice")
+    try:
+        deadline = time.monotonic() + 30
+        sent = 0
+        while sent < n:
+            cmd = SubmitJob(id=new_message_id(), at=time.time(), spec=JobSpec(script="echo hi"))
+            try:
+                reply = await bus.request(subjects.command_subject(cmd), cmd, timeout=1)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                continue
+            assert isinstance(reply, Accepted)
+            sent += 1
+        await asyncio.sleep(1.0)  # let them run and report
+    finally:
+        await bus.close()
+
+
+def test_seeds_are_private_and_never_logged(tmp_path: Path) -> None:
+    h = Harness.create(tmp_path / "state")
+    h.start_all()
+    try:
+        assert h.nats is not None
+        h.state.write_info(
+            DeploymentInfo(
+                nats_url=h.url,
+                started_at=time.time(),
+                supervisor_pid=os.getpid(),
+                components=[ComponentInfo(name="nats-server", pid=h.nats.pid)],
+            )
+        )
+        asyncio.run(_submit_jobs(h, 3))
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["--state-dir", str(h.state.root), "user", "add", "dave"]) == 0
+    finally:
+        h.stop()
+    seed_files = [*h.state.keys_dir.glob("*.seed"), *(h.state.root / "credentials").glob("*")]
+    assert len(seed_files) >= 7
+    for path in seed_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for folder in (h.state.keys_dir, h.state.root / "credentials"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    seeds = {path.read_bytes().strip() for path in seed_files}
+    logs = [p for p in h.state.root.rglob("*.log") if p.is_file()]
+    assert any(p.name == "core.log" for p in logs) and any("nats" in str(p) for p in logs)
+    for log in logs:
+        text = log.read_bytes()
+        for seed in seeds:
+            assert seed not in text, f"a seed in {log}"
+            assert seed[:20] not in text, f"part of a seed in {log}"
