@@ -77,6 +77,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _write_in_place(path: Path, data: bytes) -> None:
+    """Overwrite ``path`` keeping its inode (created atomically if it is missing); a crash
+    may leave it torn, which its readers must survive."""
+    try:
+        with open(path, "r+b") as f:
+            f.write(data)
+            f.truncate(len(data))
+    except FileNotFoundError:
+        _write_atomic(path, data)
+
+
 def create(paths: RunPaths, record: RunRecord) -> None:
     """Record a new run (its directory may exist already, holding a stop mark)."""
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -95,13 +106,7 @@ def save_ended(paths: RunPaths, record: RunRecord) -> None:
     the file instead would free an inode per run, and on an ext4 without a journal every
     inode allocation for the next 30 s scans past the ones freed recently: at hundreds of
     runs a second that made creating a run's files several times slower."""
-    data = _encoder.encode(record)
-    try:
-        with open(paths.record, "r+b") as f:
-            f.write(data)
-            f.truncate(len(data))
-    except FileNotFoundError:
-        _write_atomic(paths.record, data)
+    _write_in_place(paths.record, _encoder.encode(record))
 
 
 def load(paths: RunPaths) -> RunRecord | None:
@@ -136,13 +141,7 @@ def stop_mark(paths: RunPaths) -> StopRun | None:
 def save_log_offsets(paths: RunPaths, offsets: dict[str, int]) -> None:
     """How far each output file has been published (a small file, written often, so in
     place: see ``save_ended``; a torn write only means output is published again)."""
-    data = _encoder.encode(offsets)
-    try:
-        with open(paths.log_offsets, "r+b") as f:
-            f.write(data)
-            f.truncate(len(data))
-    except FileNotFoundError:
-        _write_atomic(paths.log_offsets, data)
+    _write_in_place(paths.log_offsets, _encoder.encode(offsets))
 
 
 def log_offsets(paths: RunPaths) -> dict[str, int]:

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bus import server
-from bus.deployment import StateDir
+from bus.connection import Bus
+from bus.deployment import ComponentInfo, DeploymentInfo, StateDir
+from schemas import subjects
+from schemas.commands import Accepted, SubmitJob
+from schemas.ids import new_message_id
+from schemas.jobs import JobSpec
 from schemas.roster import Role
 from tests.conftest import kill_leftover_runs
 
@@ -105,6 +110,36 @@ class Harness:
             self.nats.stop()
         kill_leftover_runs(self.state)
 
+    def announce(self) -> None:
+        """Write deployment.json as ``skyport up`` would, so that the CLI finds this
+        deployment running (this process stands in for the supervisor)."""
+        if self.nats is None:
+            raise RuntimeError("nats-server not started")
+        self.state.write_info(
+            DeploymentInfo(
+                nats_url=self.url,
+                started_at=time.time(),
+                supervisor_pid=os.getpid(),
+                components=[ComponentInfo(name="nats-server", pid=self.nats.pid)],
+            )
+        )
+
     def log(self, name: str) -> str:
         path = self.state.logs_dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+async def submit_when_ready(bus: Bus, spec: JobSpec, timeout: float = 30.0) -> Accepted:
+    """Submit ``spec``, retrying while core starts (or learns the sender's key); Accepted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cmd = SubmitJob(id=new_message_id(), at=time.time(), spec=spec)
+        try:
+            reply = await bus.request(subjects.command_subject(cmd), cmd, timeout=1)
+        except Exception:  # no answer yet: core is starting, or refuses an unknown key
+            if time.monotonic() > deadline:
+                raise
+            continue
+        if not isinstance(reply, Accepted):
+            raise AssertionError(f"submission refused: {reply}")
+        return reply

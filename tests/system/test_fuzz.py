@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 
 from bus.connection import Bus, Delivery
 from schemas import subjects
-from schemas.commands import Accepted, SubmitJob
+from schemas.commands import SubmitJob
 from schemas.events import AnyJobEvent, JobCompleted
 from schemas.ids import new_message_id
 from schemas.jobs import JobSpec
 from schemas.wire import SIGNATURE_HEADER, SIGNER_HEADER, Signer, new_user_seed
 from tests.conftest import connect_as
-from tests.system.harness import Harness
+from tests.system.harness import Harness, submit_when_ready
 
 pytestmark = pytest.mark.system
 
@@ -122,16 +122,8 @@ async def _run_a_job(h: Harness) -> None:
     """Submit a trivial job as alice (retrying while core starts) and see it complete."""
     bus: Bus = await connect_as(h.state, h.url, "alice")
     try:
-        cmd = SubmitJob(id=new_message_id(), at=time.time(), spec=JobSpec(script="true"))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                reply = await bus.request(subjects.command_subject(cmd), cmd, timeout=1)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-        assert isinstance(reply, Accepted) and reply.job_id is not None, reply
+        reply = await submit_when_ready(bus, JobSpec(script="true"))
+        assert reply.job_id is not None
         done: asyncio.Future[JobCompleted] = asyncio.get_running_loop().create_future()
 
         async def on_event(delivery: Delivery[AnyJobEvent]) -> None:

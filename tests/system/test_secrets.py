@@ -6,21 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
 
-from bus.deployment import ComponentInfo, DeploymentInfo
-from schemas import subjects
-from schemas.commands import Accepted, SubmitJob
-from schemas.ids import new_message_id
 from schemas.jobs import JobSpec
 from terminals.cli.main import main
 from tests.conftest import connect_as
-from tests.system.harness import Harness
+from tests.system.harness import Harness, submit_when_ready
 
 pytestmark = pytest.mark.system
 
@@ -28,18 +22,8 @@ pytestmark = pytest.mark.system
 async def _submit_jobs(h: Harness, n: int) -> None:
     bus = await connect_as(h.state, h.url, "alice")
     try:
-        deadline = time.monotonic() + 30
-        sent = 0
-        while sent < n:
-            cmd = SubmitJob(id=new_message_id(), at=time.time(), spec=JobSpec(script="echo hi"))
-            try:
-                reply = await bus.request(subjects.command_subject(cmd), cmd, timeout=1)
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                continue
-            assert isinstance(reply, Accepted)
-            sent += 1
+        for _ in range(n):
+            await submit_when_ready(bus, JobSpec(script="echo hi"))
         await asyncio.sleep(1.0)  # let them run and report
     finally:
         await bus.close()
@@ -49,15 +33,7 @@ def test_seeds_are_private_and_never_logged(tmp_path: Path) -> None:
     h = Harness.create(tmp_path / "state")
     h.start_all()
     try:
-        assert h.nats is not None
-        h.state.write_info(
-            DeploymentInfo(
-                nats_url=h.url,
-                started_at=time.time(),
-                supervisor_pid=os.getpid(),
-                components=[ComponentInfo(name="nats-server", pid=h.nats.pid)],
-            )
-        )
+        h.announce()
         asyncio.run(_submit_jobs(h, 3))
         with contextlib.redirect_stdout(io.StringIO()):
             assert main(["--state-dir", str(h.state.root), "user", "add", "dave"]) == 0

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import io
 import json
-import os
 import stat
 import time
 from collections.abc import Iterator
@@ -17,14 +16,10 @@ import nats
 import pytest
 
 from bus.connection import Bus
-from bus.deployment import ComponentInfo, DeploymentInfo
-from schemas import subjects
-from schemas.commands import Accepted, SubmitJob
-from schemas.ids import new_message_id
 from schemas.jobs import JobSpec
 from schemas.wire import Signer
 from terminals.cli.main import main
-from tests.system.harness import Harness
+from tests.system.harness import Harness, submit_when_ready
 
 pytestmark = pytest.mark.system
 
@@ -33,15 +28,7 @@ pytestmark = pytest.mark.system
 def deployment(tmp_path: Path) -> Iterator[Harness]:
     h = Harness.create(tmp_path / "state")
     h.start_all()
-    assert h.nats is not None
-    h.state.write_info(
-        DeploymentInfo(
-            nats_url=h.url,
-            started_at=time.time(),
-            supervisor_pid=os.getpid(),
-            components=[ComponentInfo(name="nats-server", pid=h.nats.pid)],
-        )
-    )
+    h.announce()
     try:
         yield h
     finally:
@@ -55,22 +42,12 @@ def skyport(h: Harness, *args: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-async def submit_as(h: Harness, creds: Path, timeout: float = 10.0) -> None:
-    """Submit a job with the credentials file alone, retrying until core knows the key."""
+async def submit_as(h: Harness, creds: Path) -> None:
+    """Submit a job with the credentials file alone (core may take a moment to know it)."""
     signer = Signer(creds.read_bytes())
     bus = await Bus.connect(h.url, signer, h.state.load_roster(), "carol", nkeys_seed=str(creds))
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            cmd = SubmitJob(id=new_message_id(), at=time.time(), spec=JobSpec(script="true"))
-            try:
-                reply = await bus.request(subjects.command_subject(cmd), cmd, timeout=1)
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                continue
-            assert isinstance(reply, Accepted), reply
-            return
+        await submit_when_ready(bus, JobSpec(script="true"), timeout=10)
     finally:
         await bus.close()
 
