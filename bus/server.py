@@ -90,7 +90,7 @@ def permissions(identity: Identity) -> tuple[list[str], list[str]] | None:
     match identity.role:
         case Role.GATE:
             gate = identity.name
-            durable = f"gate-{gate}"
+            durable = subjects.gate_commands_consumer(gate)
             commands = subjects.STREAM_GATE_COMMANDS
             files = f"OBJ_{subjects.FILES_BUCKET}"
             return [

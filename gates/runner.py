@@ -96,7 +96,7 @@ class GateRunner:
         name = self.gate.name
         async for batch in self.bus.pull(
             subjects.STREAM_GATE_COMMANDS,
-            durable=f"gate-{name}",
+            durable=subjects.gate_commands_consumer(name),
             filter_subject=subjects.gate_commands_of(name),
             decoder=_command_decoder,
         ):

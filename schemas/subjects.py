@@ -104,6 +104,11 @@ def gate_command(gate: str, verb: str) -> str:
     return f"{ROOT}.cmd.gate.{check_token('gate', gate)}.{check_token('verb', verb)}"
 
 
+def gate_commands_consumer(gate: str) -> str:
+    """The one durable consumer of a gate's commands (the server lets the gate use it alone)."""
+    return f"gate-{check_token('gate', gate)}"
+
+
 def gate_commands_of(gate: str) -> str:
     return f"{ROOT}.cmd.gate.{check_token('gate', gate)}.*"
 

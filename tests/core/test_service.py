@@ -239,7 +239,7 @@ async def gate_commands(bus: Bus, want: int) -> list[AnyGateCommand]:
         AsyncGenerator[list[Delivery[AnyGateCommand]], None],
         bus.pull(
             subjects.STREAM_GATE_COMMANDS,
-            durable="gate-local",  # the only consumer the local gate may use
+            durable=subjects.gate_commands_consumer("local"),  # the one the gate may use
             filter_subject=subjects.gate_commands_of("local"),
             decoder=_commands,
         ),
