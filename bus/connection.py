@@ -28,8 +28,8 @@ from nats.js.errors import FetchTimeoutError
 from schemas.commands import AnyReply, RejectCode, Rejected, answers
 from schemas.ids import MessageId
 from schemas.roster import Identity, Role, Roster
-from schemas.subjects import Kind, parse
-from schemas.wire import Refusal, Signer, Verifier, WireError
+from schemas.subjects import Kind, inbox_of, parse
+from schemas.wire import SIGNER_HEADER, Refusal, Signer, Verifier, WireError
 
 log = logging.getLogger("skyport.bus")
 
@@ -135,6 +135,9 @@ class Bus:
     async def connect(
         cls, url: str, signer: Signer, roster: Roster, component: str, **opts: Any
     ) -> Bus:
+        own = roster.get(signer.public_key)
+        if own is not None:  # replies come to this identity's own inbox, which only it reads
+            opts.setdefault("inbox_prefix", inbox_of(own.name))
         nc = await nats.connect(
             url,
             name=f"skyport-{component}",
@@ -169,6 +172,11 @@ class Bus:
         """Verify, then decode. Raises WireError (refused) or msgspec errors (malformed)."""
         sender = self.verifier.verify(subject, payload, headers)
         return Incoming(subject, sender, decoder.decode(payload))
+
+    def _claimed_sender(self, headers: Mapping[str, str] | None) -> str:
+        """The roster name of the key a message says signed it ("" if none is known)."""
+        known = self.verifier.roster.get((headers or {}).get(SIGNER_HEADER, ""))
+        return known.name if known is not None else ""
 
     def refuse(self, err: WireError | msgspec.MsgspecError, subject: str) -> Refusal:
         reason = err.reason if isinstance(err, WireError) else Refusal.MALFORMED
@@ -228,8 +236,10 @@ class Bus:
         """
 
         async def on_msg(raw: Msg) -> None:
-            if raw.reply and parse(raw.reply).kind is not Kind.INBOX:
-                # Core's signed reply must never land on a subject the sender picked.
+            to = parse(raw.reply) if raw.reply else None
+            inbox_owner = to.a if to is not None and to.kind is Kind.INBOX else ""
+            if raw.reply and not inbox_owner:
+                # Core's signed reply must never land on a subject the sender picked...
                 self.refuse(WireError(Refusal.BAD_REPLY, raw.subject, raw.reply[:80]), raw.subject)
                 return
             try:
@@ -238,6 +248,8 @@ class Bus:
                 reason = self.refuse(exc, raw.subject)
                 if reason in _SILENT:
                     return  # nobody we know sent it: no answer
+                if raw.reply and inbox_owner != self._claimed_sender(raw.headers):
+                    return  # ...nor on another identity's inbox (refused and counted above)
                 code = (
                     RejectCode.BAD_REQUEST
                     if reason is Refusal.MALFORMED
@@ -245,6 +257,12 @@ class Bus:
                 )
                 reply: msgspec.Struct = Rejected(to=MessageId(""), code=code, detail=str(exc))
             else:
+                if raw.reply and inbox_owner != incoming.sender.name:
+                    # ...nor on another identity's inbox: its owner would read an answer
+                    # (and the sender act) on someone else's behalf
+                    bad = WireError(Refusal.BAD_REPLY, raw.subject, raw.reply[:80])
+                    self.refuse(bad, raw.subject)
+                    return
                 try:
                     reply = await handler(incoming)
                 except Exception as exc:  # message-loop boundary: keep serving

@@ -44,6 +44,8 @@ class QuickRequester:
     def __init__(self, url: str, signer: Signer, roster: Roster, timeout: float = 10.0) -> None:
         self.signer = signer
         self.verifier = Verifier(roster)
+        own = roster.get(signer.public_key)  # replies come to this identity's own inbox
+        self.inbox = subjects.inbox_of(own.name) if own else f"{subjects.INBOX_PREFIX}unknown"
         self.timeout = timeout
         self._buf = bytearray()
         self._sid = 0
@@ -96,7 +98,7 @@ class QuickRequester:
         head = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
         head += CRLF
         self._sid += 1
-        inbox = f"{subjects.INBOX_PREFIX}{os.urandom(12).hex()}"
+        inbox = f"{self.inbox}.{os.urandom(12).hex()}"
         self._sock.sendall(
             b"".join(
                 [

@@ -84,7 +84,7 @@ def permissions(identity: Identity) -> tuple[list[str], list[str]] | None:
     """The subjects ``identity`` may publish to and subscribe to, or None for no limit yet
     (core, users and admins: see docs/security.md for what comes next)."""
     root = subjects.ROOT
-    inbox = [f"{subjects.INBOX_PREFIX}>"]
+    inbox = [f"{subjects.inbox_of(identity.name)}.>"]  # its own replies, no one else's
     streams_info = "$JS.API.STREAM.INFO.*"
     stream_names = "$JS.API.STREAM.NAMES"  # nats-py finds a stream by subject with it
     match identity.role:

@@ -20,7 +20,7 @@ from schemas.commands import (
     RequeueJob,
     SubmitJob,
 )
-from schemas.ids import check_token
+from schemas.ids import TOKEN_RE, check_token
 
 ROOT = "skyport.v1"
 
@@ -66,7 +66,7 @@ ALL_LOGS = f"{ROOT}.log.>"
 CORE_COMMANDS = f"{ROOT}.cmd.core.*"
 CORE_QUERIES = f"{ROOT}.query.core.*"
 CORE_QUEUE_GROUP = "skyport-core"
-INBOX_PREFIX = "_INBOX."  # replies go only to subjects under it (nats-py's default)
+INBOX_PREFIX = "_INBOX_"  # an identity's replies go only to _INBOX_<name>.<token>
 
 
 def core_command(verb: CoreVerb) -> str:
@@ -182,10 +182,19 @@ _SHAPES: dict[tuple[str, str, int], Kind] = {
 }
 
 
+def inbox_of(name: str) -> str:
+    """The reply inbox prefix of identity ``name`` (the client adds ``.`` and a token); the
+    server lets only that identity subscribe under it."""
+    return f"{INBOX_PREFIX}{check_token('identity', name)}"
+
+
 def parse(subject: str) -> Parsed:
     """Classify a subject; anything not of a known shape is ``Kind.OTHER``."""
     if subject.startswith(INBOX_PREFIX):
-        return Parsed(Kind.INBOX)
+        name, dot, token = subject[len(INBOX_PREFIX) :].partition(".")
+        if dot and token and TOKEN_RE.fullmatch(name):
+            return Parsed(Kind.INBOX, name)  # whose inbox
+        return Parsed(Kind.OTHER)
     if not subject.startswith(ROOT + "."):
         return Parsed(Kind.OTHER)
     parts = subject[len(ROOT) + 1 :].split(".")

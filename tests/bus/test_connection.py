@@ -7,6 +7,7 @@ import time
 
 import msgspec
 import pytest
+from nats.aio.msg import Msg
 
 from bus.connection import Bus, BusError, Incoming, RequestTimeoutError
 from bus.deployment import StateDir
@@ -49,6 +50,30 @@ async def test_a_reply_subject_outside_the_inbox_gets_nothing(
         assert seen == [] and core_bus.refusals["bad_reply"] == 1
     finally:
         await alice.close()
+
+
+async def test_a_reply_to_another_identitys_inbox_gets_nothing(
+    core_bus: Bus, state: StateDir, nats_url: str
+) -> None:
+    seen = await _serve(core_bus)
+    alice = await connect_as(state, nats_url, "alice")
+    bob = await connect_as(state, nats_url, "bob")
+    try:
+        got: list[Msg] = []
+
+        async def on_reply(msg: Msg) -> None:
+            got.append(msg)
+
+        bobs_inbox = f"{subjects.inbox_of('bob')}.x"
+        await bob.nc.subscribe(bobs_inbox, cb=on_reply)
+        payload, headers = alice.seal(CANCEL, _cancel())
+        await alice.nc.publish(CANCEL, payload, reply=bobs_inbox, headers=headers)
+        await alice.nc.flush()
+        await asyncio.sleep(0.3)
+        assert got == [] and seen == [] and core_bus.refusals["bad_reply"] == 1
+    finally:
+        await alice.close()
+        await bob.close()
 
 
 async def test_unsigned_requests_get_no_answer_and_are_counted(

@@ -59,6 +59,8 @@ def _sub(subject: str) -> bytes:
             ),
         ),  # a consumer of them
         ("local", _pub("$JS.API.STREAM.DELETE.SKYPORT_JOB_EVENTS")),
+        ("local", _sub(f"{subjects.inbox_of('alice')}.>")),  # someone else's replies
+        ("scheduler", _sub(f"{subjects.inbox_of('core')}.>")),
         ("scheduler", _pub(subjects.job_event("alice", "1", "job_completed"))),
         ("scheduler", _pub(subjects.gate_command("local", "start"))),
         ("scheduler", _pub(subjects.core_command(subjects.CoreVerb.SUBMIT))),
@@ -75,7 +77,7 @@ def test_a_gate_may_use_its_own_subjects(state: StateDir, nats_url: str) -> None
     own = (
         _pub(subjects.gate_event("local", "run_ended"))
         + _pub(subjects.log("alice", "1", "local", subjects.LogStream.STDOUT))
-        + _sub(f"{subjects.INBOX_PREFIX}x")
+        + _sub(f"{subjects.inbox_of('local')}.x")
     )
     assert _handshake(nats_url, state.load_signer("local"), own) == "PONG"
 

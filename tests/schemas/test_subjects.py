@@ -25,7 +25,9 @@ from schemas.subjects import CoreVerb, Kind, LogStream, parse
             Kind.LOG,
             ("alice", "12", "local"),
         ),
-        ("_INBOX.abc.def", Kind.INBOX, ("", "", "")),
+        ("_INBOX_alice.abc.def", Kind.INBOX, ("alice", "", "")),
+        ("_INBOX.abc.def", Kind.OTHER, ("", "", "")),  # nobody's: no identity reads it
+        ("_INBOX_a.b", Kind.INBOX, ("a", "", "")),
         ("skyport.v1.cmd.core", Kind.OTHER, ("", "", "")),
         ("other.thing", Kind.OTHER, ("", "", "")),
     ],

@@ -50,7 +50,8 @@ class RawNats:
     """A raw protocol connection as one identity: publish anything, then wait for the server
     to have processed it (PING/PONG)."""
 
-    def __init__(self, url: str, signer: Signer) -> None:
+    def __init__(self, url: str, signer: Signer, name: str) -> None:
+        self.name = name
         host, port = url.removeprefix("nats://").rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=10)
         self.stream = self.sock.makefile("rb")
@@ -70,7 +71,7 @@ class RawNats:
         head = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
         head += b"\r\n"
         size = len(head) + len(payload)
-        reply = f"{subjects.INBOX_PREFIX}fuzz"  # as a request would: verification comes next
+        reply = f"{subjects.inbox_of(self.name)}.fuzz"  # as a request would: then verification
         self.sock.sendall(
             f"HPUB {subject} {reply} {len(head)} {size}\r\n".encode() + head + payload + b"\r\n"
         )
@@ -147,7 +148,7 @@ def test_hostile_messages_are_each_refused_and_the_deployment_runs_on(
     h = deployment
     asyncio.run(_run_a_job(h))  # core is up and its subscriptions are in place
     alice = h.state.load_signer("alice")
-    raw = RawNats(h.url, alice)
+    raw = RawNats(h.url, alice, "alice")
     sent = 0
 
     @given(
