@@ -83,7 +83,6 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
 def permissions(identity: Identity) -> tuple[list[str], list[str]] | None:
     """The subjects ``identity`` may publish to and subscribe to, or None for no limit yet
     (core, users and admins: see docs/security.md for what comes next)."""
-    root = subjects.ROOT
     inbox = [f"{subjects.inbox_of(identity.name)}.>"]  # its own replies, no one else's
     streams_info = "$JS.API.STREAM.INFO.*"
     stream_names = "$JS.API.STREAM.NAMES"  # nats-py finds a stream by subject with it
@@ -94,8 +93,8 @@ def permissions(identity: Identity) -> tuple[list[str], list[str]] | None:
             commands = subjects.STREAM_GATE_COMMANDS
             files = f"OBJ_{subjects.FILES_BUCKET}"
             return [
-                f"{root}.evt.gate.{gate}.>",
-                f"{root}.log.*.*.{gate}.*",
+                subjects.gate_events_of(gate),
+                subjects.logs_from(gate),
                 streams_info,
                 stream_names,
                 f"$JS.API.CONSUMER.INFO.{commands}.{durable}",

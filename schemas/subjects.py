@@ -130,6 +130,11 @@ def gate_events_of(gate: str = "*", tag: str = "*") -> str:
     return f"{ROOT}.evt.gate.{g}.{t}"
 
 
+def logs_from(gate: str) -> str:
+    """Filter for every log line a gate publishes (any owner, job and stream)."""
+    return f"{ROOT}.log.*.*.{check_token('gate', gate)}.*"
+
+
 def log(owner: str, job_id: str, gate: str, stream: LogStream) -> str:
     """A job's log stream as written by ``gate`` (the gate token lets receivers and NATS
     permissions tell which gate wrote it: a gate may write only under its own name)."""

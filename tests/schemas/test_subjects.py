@@ -56,3 +56,10 @@ def test_job_event_filters_narrow_by_owner_job_and_kind() -> None:
     assert subjects.job_events_of("alice", "12") == "skyport.v1.evt.job.alice.12.*"
     with pytest.raises(InvalidTokenError):
         subjects.job_events_of("alice", tag="a.b")
+
+
+def test_a_gates_own_subjects_are_filters_on_its_name() -> None:
+    assert subjects.gate_events_of("local") == "skyport.v1.evt.gate.local.*"
+    assert subjects.logs_from("local") == "skyport.v1.log.*.*.local.*"
+    with pytest.raises(InvalidTokenError):
+        subjects.logs_from("a.b")
