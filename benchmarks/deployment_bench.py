@@ -23,6 +23,7 @@ import msgspec
 from benchmarks.figures import emit, median, percentile
 from bus.connection import Bus, Delivery
 from bus.deployment import DeploymentInfo
+from bus.tls import client_context
 from schemas import subjects
 from schemas.commands import Accepted, SubmitJob
 from schemas.events import AnyJobEvent, JobCompleted, JobFailed, JobStarted
@@ -40,6 +41,7 @@ async def _alice(h: Harness, name: str = "alice") -> Bus:
         h.state.load_signer(name),
         h.state.load_roster(),
         "bench",
+        tls=client_context(h.state),
         nkeys_seed=str(h.state.seed_path(name)),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import FetchTimeoutError
 
+from bus.ordered import OrderedReplay
 from schemas.commands import AnyReply, RejectCode, Rejected, answers
 from schemas.ids import MessageId
 from schemas.roster import Identity, Role, Roster
-from schemas.subjects import Kind, inbox_of, parse
+from schemas.subjects import Kind, inbox_of, parse, stream_of
 from schemas.wire import SIGNER_HEADER, Refusal, Signer, Verifier, WireError
 
 log = logging.getLogger("skyport.bus")
@@ -110,9 +112,15 @@ class Bus:
         self.refusals: Counter[str] = Counter()
         self._roster_task: asyncio.Task[None] | None = None
 
-    def follow_roster(self, path: Path, every_s: float = ROSTER_POLL_S) -> None:
+    def follow_roster(
+        self,
+        path: Path,
+        every_s: float = ROSTER_POLL_S,
+        on_change: Callable[[Roster], Awaitable[None]] | None = None,
+    ) -> None:
         """Re-read the roster at ``path`` whenever it changes (``skyport user add/revoke``):
-        a new identity is known, and a revoked one refused, within ``every_s``."""
+        a new identity is known, and a revoked one refused, within ``every_s``. Then await
+        ``on_change`` with it (a failure is logged; it runs again at the next change)."""
 
         async def follow() -> None:
             seen = _stamp(path)
@@ -128,16 +136,31 @@ class Bus:
                     log.error("%s: roster %s not reloaded: %s", self.component, path, exc)
                     continue
                 log.info("%s: roster reloaded from %s", self.component, path)
+                if on_change is not None:
+                    try:
+                        await on_change(self.verifier.roster)
+                    except Exception:  # loop boundary: keep following the roster
+                        log.exception("%s: reacting to the new roster failed", self.component)
 
         self._roster_task = asyncio.create_task(follow(), name="roster")
 
     @classmethod
     async def connect(
-        cls, url: str, signer: Signer, roster: Roster, component: str, **opts: Any
+        cls,
+        url: str,
+        signer: Signer,
+        roster: Roster,
+        component: str,
+        tls: ssl.SSLContext | None = None,
+        **opts: Any,
     ) -> Bus:
+        """Connect as ``signer``'s identity; with ``tls`` (``bus.tls.client_context``) the
+        server must present a certificate that context trusts."""
         own = roster.get(signer.public_key)
         if own is not None:  # replies come to this identity's own inbox, which only it reads
             opts.setdefault("inbox_prefix", inbox_of(own.name))
+        if tls is not None:
+            opts["tls"] = tls
         nc = await nats.connect(
             url,
             name=f"skyport-{component}",
@@ -371,9 +394,11 @@ class Bus:
         decoder: msgspec.json.Decoder[T],
         handler: Callable[[Delivery[T]], Awaitable[None]],
         deliver_new_only: bool = False,
-    ) -> Subscription:
-        """Ordered, ephemeral push consumer over a stream from its start (or new messages)."""
-        policy = api.DeliverPolicy.NEW if deliver_new_only else api.DeliverPolicy.ALL
+    ) -> OrderedReplay:
+        """Ordered, ephemeral push consumer over a stream from its start (or new messages).
+
+        Its consumers are named, so the filter travels in the API subject and the server's
+        permissions decide whether this identity may read it (``bus.ordered``)."""
 
         async def on_msg(raw: Msg) -> None:
             try:
@@ -386,6 +411,7 @@ class Bus:
             except Exception:  # message-loop boundary: keep consuming
                 log.exception("%s: handler failed on %s", self.component, raw.subject)
 
-        return await self.js.subscribe(
-            filter_subject, cb=on_msg, ordered_consumer=True, deliver_policy=policy
+        replay = OrderedReplay(
+            self.nc, self.js, stream_of(filter_subject), filter_subject, on_msg, deliver_new_only
         )
+        return await replay.start()

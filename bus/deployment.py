@@ -69,6 +69,26 @@ class StateDir(NamedTuple):
         return self.root / "nats"
 
     @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.tls_dir / "ca.key"
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self.tls_dir / "server.crt"
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.tls_dir / "server.key"
+
+    @property
     def core_db(self) -> Path:
         return self.root / "core" / "core.db"
 

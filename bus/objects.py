@@ -1,5 +1,6 @@
 """Staged files in the JetStream object store: put a local file, get one to a local path.
 
+Each user's files live in that user's bucket (``subjects.files_bucket``), which core creates.
 Callers pass confined local paths; this module only moves bytes and checks digests.
 """
 
@@ -9,13 +10,16 @@ import hashlib
 from pathlib import Path
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError, ObjectNotFoundError
-
-from schemas.subjects import FILES_BUCKET
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
 
 class ObjectError(Exception):
     """A staged file is missing, or its content does not match its digest."""
+
+
+class BucketMissingError(ObjectError):
+    """The bucket does not exist (yet: core creates a user's bucket once it sees the user)."""
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -29,18 +33,28 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-async def put_file(js: JetStreamContext, key: str, path: Path) -> tuple[int, str]:
-    """Upload ``path`` under ``key``; return its size and SHA-256."""
+async def _bucket(js: JetStreamContext, bucket: str) -> ObjectStore:
+    try:
+        return await js.object_store(bucket)
+    except (BucketNotFoundError, NotFoundError) as exc:
+        raise BucketMissingError(f"no files bucket {bucket!r}") from exc
+
+
+async def put_file(js: JetStreamContext, bucket: str, key: str, path: Path) -> tuple[int, str]:
+    """Upload ``path`` under ``key`` in ``bucket``; return its size and SHA-256."""
     size, digest = file_digest(path)
-    store = await js.object_store(FILES_BUCKET)
+    store = await _bucket(js, bucket)
     with path.open("rb") as f:
         await store.put(key, f)
     return size, digest
 
 
-async def get_file(js: JetStreamContext, key: str, dest: Path, sha256: str | None = None) -> int:
-    """Download ``key`` to ``dest`` (written beside, then renamed); return its size."""
-    store = await js.object_store(FILES_BUCKET)
+async def get_file(
+    js: JetStreamContext, bucket: str, key: str, dest: Path, sha256: str | None = None
+) -> int:
+    """Download ``key`` of ``bucket`` to ``dest`` (written beside, then renamed); return its
+    size."""
+    store = await _bucket(js, bucket)
     tmp = dest.with_name(dest.name + ".skyport-part")
     try:
         with tmp.open("wb") as f:

@@ -1,9 +1,10 @@
 """A minimal synchronous NATS request client over a plain socket, for one-shot CLI queries.
 
 Importing ``nats`` (and asyncio) costs more than a whole ``skyport jobs`` may take, so short
-commands speak just enough of the NATS client protocol here: INFO, CONNECT, SUB on a private
-inbox, HPUB of the signed request, then HMSG/MSG of the reply (answering PING, reading +OK and
--ERR). Replies are verified like ``Bus.request`` does: signed by a core identity of the roster.
+commands speak just enough of the NATS client protocol here: INFO (then the TLS upgrade, with
+the deployment's CA, when the server requires it), CONNECT, SUB on a private inbox, HPUB of
+the signed request, then HMSG/MSG of the reply (answering PING, reading +OK and -ERR).
+Replies are verified like ``Bus.request`` does: signed by a core identity of the roster.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import socket
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import msgspec
@@ -20,6 +22,9 @@ from schemas import subjects
 from schemas.commands import AnyReply, answers
 from schemas.roster import Role, Roster
 from schemas.wire import Signer, Verifier, WireError
+
+if TYPE_CHECKING:
+    import ssl  # only a caller with TLS imports it (bus.tls.client_context)
 
 _reply_decoder = msgspec.json.Decoder(AnyReply)
 _encoder = msgspec.json.Encoder()
@@ -41,12 +46,22 @@ class QuickTimeoutError(QuickError):
 class QuickRequester:
     """One NATS connection that sends signed requests and returns core's verified replies."""
 
-    def __init__(self, url: str, signer: Signer, roster: Roster, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        signer: Signer,
+        roster: Roster,
+        timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """With ``tls`` (``bus.tls.client_context``) the server must require TLS and present
+        a certificate that context trusts; without it, a server requiring TLS is refused."""
         self.signer = signer
         self.verifier = Verifier(roster)
         own = roster.get(signer.public_key)  # replies come to this identity's own inbox
         self.inbox = subjects.inbox_of(own.name) if own else f"{subjects.INBOX_PREFIX}unknown"
         self.timeout = timeout
+        self.tls = tls
         self._buf = bytearray()
         self._sid = 0
         self._sock = self._connect(url)
@@ -64,6 +79,7 @@ class QuickRequester:
         if not info_line.startswith(b"INFO "):
             raise QuickConnectError(f"{url} is not a NATS server")
         info = json.loads(info_line[5:])
+        sock = self._secure(sock, host, url, required=bool(info.get("tls_required")))
         connect: dict[str, object] = {
             "verbose": False,
             "pedantic": False,
@@ -79,6 +95,26 @@ class QuickRequester:
             connect["sig"] = self.signer.sign_nonce(str(info["nonce"]))
         sock.sendall(b"CONNECT " + json.dumps(connect).encode() + CRLF)
         return sock
+
+    def _secure(self, sock: socket.socket, host: str, url: str, required: bool) -> socket.socket:
+        """``sock``, upgraded to TLS when the server requires it, before anything (our key's
+        signature) is sent. Refused when the server and this deployment disagree on TLS."""
+        if required != (self.tls is not None):
+            sock.close()
+            if self.tls is None:
+                raise QuickConnectError(f"{url} requires TLS: this deployment has no CA to trust")
+            # a server (or someone in between) offering plaintext to a TLS deployment
+            raise QuickConnectError(f"{url} does not require TLS, but this deployment uses it")
+        if self.tls is None:
+            return sock
+        try:
+            secure = self.tls.wrap_socket(sock, server_hostname=host)
+        except OSError as exc:  # ssl.SSLError included: an untrusted or wrong certificate
+            sock.close()
+            raise QuickConnectError(f"TLS with {url} failed: {exc}") from exc
+        self._buf.clear()  # nothing read in plaintext carries over
+        self._sock = secure
+        return secure
 
     def close(self) -> None:
         self._sock.close()
@@ -201,7 +237,8 @@ def request(
     subject: str,
     msg: msgspec.Struct,
     timeout: float = 10.0,
+    tls: ssl.SSLContext | None = None,
 ) -> AnyReply:
     """Connect, send one signed request, return the verified reply, disconnect."""
-    with QuickRequester(url, signer, roster, timeout) as requester:
+    with QuickRequester(url, signer, roster, timeout, tls) as requester:
         return requester.request(subject, msg, timeout)

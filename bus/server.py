@@ -16,10 +16,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
+from bus import tls
 from bus.deployment import DeploymentError, StateDir
 from schemas import subjects
-from schemas.roster import Identity, Role
+from schemas.roster import Identity, Role, Roster
 
 
 class ServerError(Exception):
@@ -41,19 +43,37 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
     """Write the server configuration into ``state_dir/nats`` and return its path.
 
     Every identity of the roster is an nkey user (the key it signs messages with); there is
-    no anonymous user, so a connection without a known key is refused."""
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise ServerError(f"refusing to listen on {host}: only loopback is allowed without TLS")
+    no anonymous user, so a connection without a known key is refused. When the state dir
+    has TLS (``bus.tls``) the server requires it of every client, and only then may it
+    listen on an address that is not loopback."""
     state = StateDir(state_dir)
+    tls_block: list[str] = []
+    if tls.has_tls(state):
+        try:
+            cert, key = tls.server_files(state)
+        except tls.TLSError as exc:
+            raise ServerError(f"TLS is configured but unusable: {exc}") from exc
+        tls_block = [
+            "tls {",  # with it the server refuses every client that does not speak TLS
+            f"  cert_file: {json.dumps(str(cert))}",
+            f"  key_file: {json.dumps(str(key))}",
+            "  timeout: 2",
+            "}",
+        ]
+    elif not tls.is_loopback(host):
+        raise ServerError(
+            f"refusing to listen on {host} without TLS: only a loopback address is allowed "
+            "(create certificates with 'skyport init --tls' to listen on others)"
+        )
     if not state.roster_path.exists():
         raise ServerError(f"no identities yet: {state.roster_path} is missing")
     try:
-        identities = state.load_roster().identities()
+        roster = state.load_roster()
     except DeploymentError as exc:
         raise ServerError(str(exc)) from exc
-    if not identities:
+    if not roster.identities():
         raise ServerError(f"no identities in {state.roster_path}: nobody could connect")
-    users = [_user_entry(i) for i in identities]
+    users = [_user_entry(i, roster) for i in roster.identities()]
     nats_dir = state_dir / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True)
     conf = nats_dir / "nats-server.conf"
@@ -62,6 +82,7 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
             f"listen: {json.dumps(f'{host}:{port}')}",
             f"ports_file_dir: {json.dumps(str(nats_dir))}",
             "max_payload: 4MB",
+            *tls_block,
             "jetstream {",
             f"  store_dir: {json.dumps(str(nats_dir / 'jetstream'))}",
             "  max_memory_store: 256MB",
@@ -80,61 +101,120 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
     return conf
 
 
-def permissions(identity: Identity) -> tuple[list[str], list[str]] | None:
-    """The subjects ``identity`` may publish to and subscribe to, or None for no limit yet
-    (core, users and admins: see docs/security.md for what comes next)."""
+_FLOW_CONTROL = "$JS.FC.>"  # answers to a push consumer's flow-control requests
+_CONSUMER_CREATE = "$JS.API.CONSUMER.CREATE"
+
+
+def permissions(identity: Identity, roster: Roster) -> tuple[list[str], list[str]]:
+    """The subjects ``identity`` may publish to and subscribe to: what its role needs and no
+    more (docs/security.md explains each line). ``roster`` names the users whose files
+    buckets gates and admins may use."""
     inbox = [f"{subjects.inbox_of(identity.name)}.>"]  # its own replies, no one else's
-    streams_info = "$JS.API.STREAM.INFO.*"
-    stream_names = "$JS.API.STREAM.NAMES"  # nats-py finds a stream by subject with it
     match identity.role:
-        case Role.GATE:
-            gate = identity.name
-            durable = subjects.gate_commands_consumer(gate)
-            commands = subjects.STREAM_GATE_COMMANDS
-            files = f"OBJ_{subjects.FILES_BUCKET}"
-            return [
-                subjects.gate_events_of(gate),
-                subjects.logs_from(gate),
-                streams_info,
-                stream_names,
-                f"$JS.API.CONSUMER.INFO.{commands}.{durable}",
-                f"$JS.API.CONSUMER.CREATE.{commands}.{durable}.{subjects.gate_commands_of(gate)}",
-                f"$JS.API.CONSUMER.MSG.NEXT.{commands}.{durable}",
-                f"$JS.ACK.{commands}.{durable}.>",
-                f"$O.{subjects.FILES_BUCKET}.>",
-                f"$JS.API.STREAM.MSG.GET.{files}",
-                f"$JS.API.DIRECT.GET.{files}.>",
-                f"$JS.API.STREAM.PURGE.{files}",
-                f"$JS.API.CONSUMER.CREATE.{files}",
-                f"$JS.API.CONSUMER.CREATE.{files}.>",
-                f"$JS.API.CONSUMER.DELETE.{files}.>",
-                "$JS.FC.>",
-            ], inbox
+        case Role.CORE:
+            return _core_publish(), [subjects.CORE_COMMANDS, subjects.CORE_QUERIES, *inbox]
         case Role.SCHEDULER:
-            job_events, gate_events = subjects.STREAM_JOB_EVENTS, subjects.STREAM_GATE_EVENTS
-            return [
-                subjects.core_command(subjects.CoreVerb.PLACE),
-                subjects.CORE_QUERIES,
-                streams_info,
-                stream_names,
-                f"$JS.API.CONSUMER.CREATE.{job_events}",
-                f"$JS.API.CONSUMER.CREATE.{job_events}.>",
-                f"$JS.API.CONSUMER.DELETE.{job_events}.>",
-                f"$JS.API.CONSUMER.CREATE.{gate_events}",
-                f"$JS.API.CONSUMER.CREATE.{gate_events}.>",
-                f"$JS.API.CONSUMER.DELETE.{gate_events}.>",
-                "$JS.FC.>",
-            ], inbox
+            return _scheduler_publish(), inbox
+        case Role.GATE:
+            return _gate_publish(identity.name, roster), inbox
+        case Role.USER:
+            return _user_publish(identity.name, [identity.name]), inbox
+        case Role.ADMIN:
+            return _user_publish("*", _file_owners(roster)), inbox
         case _:
-            return None
+            assert_never(identity.role)
 
 
-def _user_entry(identity: Identity) -> str:
+def _file_owners(roster: Roster) -> list[str]:
+    return sorted({i.name for i in roster.identities() if i.role in (Role.USER, Role.ADMIN)})
+
+
+def _core_publish() -> list[str]:
+    gate_events, durable = subjects.STREAM_GATE_EVENTS, subjects.CORE_GATE_EVENTS_CONSUMER
+    return [
+        subjects.ALL_JOB_EVENTS,  # through JetStream, by the relay
+        subjects.ALL_GATE_COMMANDS,
+        f"{subjects.INBOX_PREFIX}*.>",  # replies, each on the verified sender's own inbox
+        "$JS.API.STREAM.CREATE.*",  # the streams, and every user's files bucket
+        "$JS.API.STREAM.UPDATE.*",
+        "$JS.API.STREAM.INFO.*",
+        f"$JS.API.CONSUMER.INFO.{gate_events}.{durable}",
+        f"{_CONSUMER_CREATE}.{gate_events}.{durable}.{subjects.ALL_GATE_EVENTS}",
+        f"{_CONSUMER_CREATE}.{gate_events}.*.{subjects.ALL_GATE_EVENTS}",  # an operator's replay
+        _FLOW_CONTROL,
+        f"$JS.API.CONSUMER.MSG.NEXT.{gate_events}.{durable}",
+        f"$JS.ACK.{gate_events}.{durable}.>",
+    ]
+
+
+def _scheduler_publish() -> list[str]:
+    job_events, gate_events = subjects.STREAM_JOB_EVENTS, subjects.STREAM_GATE_EVENTS
+    return [
+        subjects.core_command(subjects.CoreVerb.PLACE),
+        subjects.CORE_QUERIES,
+        f"$JS.API.STREAM.INFO.{job_events}",
+        f"$JS.API.STREAM.INFO.{gate_events}",
+        f"{_CONSUMER_CREATE}.{job_events}.*.{subjects.ALL_JOB_EVENTS}",
+        f"{_CONSUMER_CREATE}.{gate_events}.*.{subjects.gate_events_of('*', 'gate_capacity')}",
+        _FLOW_CONTROL,
+    ]
+
+
+def _gate_publish(gate: str, roster: Roster) -> list[str]:
+    durable = subjects.gate_commands_consumer(gate)
+    commands = subjects.STREAM_GATE_COMMANDS
+    return [
+        subjects.gate_events_of(gate),
+        subjects.logs_from(gate),
+        f"$JS.API.STREAM.INFO.{commands}",
+        f"$JS.API.STREAM.INFO.{subjects.STREAM_GATE_EVENTS}",
+        f"$JS.API.STREAM.INFO.{subjects.STREAM_LOGS}",
+        f"$JS.API.CONSUMER.INFO.{commands}.{durable}",
+        f"{_CONSUMER_CREATE}.{commands}.{durable}.{subjects.gate_commands_of(gate)}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{commands}.{durable}",
+        f"$JS.ACK.{commands}.{durable}.>",
+        _FLOW_CONTROL,
+        # the inputs and outputs of whichever user's job it runs
+        *(grant for owner in _file_owners(roster) for grant in _bucket_grants(owner)),
+    ]
+
+
+def _user_publish(owner: str, file_owners: list[str]) -> list[str]:
+    """A user (``owner`` their name) or an admin (``owner`` ``*``): commands but ``place``,
+    queries, replays of the owner's jobs only, and the files buckets of ``file_owners``."""
+    verbs = [v for v in subjects.CoreVerb if v is not subjects.CoreVerb.PLACE]
+    job_events, logs = subjects.STREAM_JOB_EVENTS, subjects.STREAM_LOGS
+    return [
+        *(subjects.core_command(v) for v in verbs),
+        subjects.CORE_QUERIES,
+        # a replay's consumer is named, so its filter is in the subject: only the owner's
+        f"{_CONSUMER_CREATE}.{job_events}.*.{subjects.job_events_of_owner(owner)}",
+        f"{_CONSUMER_CREATE}.{logs}.*.{subjects.logs_of_owner(owner)}",
+        _FLOW_CONTROL,
+        *(grant for who in file_owners for grant in _bucket_grants(who)),
+    ]
+
+
+def _bucket_grants(owner: str) -> list[str]:
+    """What the object store client needs to put and get the files of ``owner``'s bucket."""
+    bucket = subjects.files_bucket(owner)
+    stream = subjects.bucket_stream(bucket)
+    return [
+        f"$O.{bucket}.>",
+        "$JS.API.STREAM.NAMES",  # reading an object looks its stream up by subject
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.STREAM.PURGE.{stream}",  # a replaced object's old chunks
+        f"{_CONSUMER_CREATE}.{stream}",  # reading chunks: an unnamed consumer, own bucket
+        f"{_CONSUMER_CREATE}.{stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{stream}.>",
+    ]
+
+
+def _user_entry(identity: Identity, roster: Roster) -> str:
     """One ``authorization.users`` entry of the server configuration."""
-    allowed = permissions(identity)
-    if allowed is None:
-        return f"    {{nkey: {json.dumps(identity.key)}}}"
-    publish, subscribe = allowed
+    publish, subscribe = permissions(identity, roster)
     return (
         f"    {{nkey: {json.dumps(identity.key)}, permissions: {{"
         f"publish: {{allow: {json.dumps(publish)}}}, "

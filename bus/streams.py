@@ -9,6 +9,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from schemas import subjects
+from schemas.roster import Role, Roster
 
 log = logging.getLogger("skyport.bus")
 DAY = 24 * 3600.0
@@ -49,13 +50,21 @@ STREAMS: tuple[api.StreamConfig, ...] = (
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create the streams and the files bucket if missing; update them if they differ."""
+    """Create the streams if missing; update them if they differ."""
     for config in STREAMS:
         try:
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)
-    await js.create_object_store(subjects.FILES_BUCKET)
+
+
+async def ensure_buckets(js: JetStreamContext, roster: Roster, made: set[str]) -> None:
+    """Create the files bucket of every user and admin of ``roster`` not in ``made`` (buckets
+    made so far; updated). A revoked user's bucket stays: their jobs' outputs are kept."""
+    for identity in roster.identities():
+        if identity.role in (Role.USER, Role.ADMIN) and identity.name not in made:
+            await js.create_object_store(subjects.files_bucket(identity.name))
+            made.add(identity.name)
 
 
 async def wait_for_streams(

@@ -15,11 +15,13 @@ import sys
 
 from bus.connection import Bus
 from bus.deployment import DeploymentError
-from bus.streams import ensure_streams
+from bus.streams import ensure_buckets, ensure_streams
+from bus.tls import client_context
 from core.lock import LockHeldError, hold, lock_path
 from core.service import CoreService
 from core.settings import Settings, parse_args
 from core.store import Store
+from schemas.roster import Roster
 
 log = logging.getLogger("skyport.core")
 
@@ -40,11 +42,18 @@ async def serve(settings: Settings) -> None:
             signer,
             roster,
             "core",
+            tls=client_context(settings.state_dir),
             nkeys_seed=str(settings.state_dir.seed_path("core")),
         )
         stack.push_async_callback(bus.close)
-        bus.follow_roster(settings.state_dir.roster_path)  # users added or revoked live
         await ensure_streams(bus.js)
+        buckets: set[str] = set()  # users whose files bucket exists
+        await ensure_buckets(bus.js, roster, buckets)
+
+        async def on_roster(new: Roster) -> None:
+            await ensure_buckets(bus.js, new, buckets)  # a user added live gets a bucket
+
+        bus.follow_roster(settings.state_dir.roster_path, on_change=on_roster)
         store = Store(settings.db_url)
         stack.callback(store.close)
         service = CoreService(

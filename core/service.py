@@ -199,7 +199,7 @@ class CoreService:
     async def _consume_gate_batches(self) -> None:
         async for batch in self.bus.pull(
             subjects.STREAM_GATE_EVENTS,
-            durable="core",
+            durable=subjects.CORE_GATE_EVENTS_CONSUMER,
             filter_subject=subjects.ALL_GATE_EVENTS,
             decoder=_gate_decoder,
         ):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bus.connection import Bus
 from bus.deployment import DeploymentError, StateDir
+from bus.tls import client_context
 from gates.base import GateFactory, GateOptions
 from gates.runner import GateRunner, cancel_firmly
 from gates.settings import RunnerSettings
@@ -68,6 +69,7 @@ async def serve(args: argparse.Namespace) -> None:
         state.load_signer(name),
         state.load_roster(),
         name,
+        tls=client_context(state),
         nkeys_seed=str(state.seed_path(name)),
     )
     bus.follow_roster(state.roster_path)

@@ -27,14 +27,16 @@ from schemas import subjects
 from schemas.jobs import MAX_STAGED_FILES, StagedInput, StagedOutput
 
 
-async def stage_in(bus: Bus, inputs: tuple[StagedInput, ...], workdir: Path) -> None:
-    """Download every input to its confined place; raise StagingError naming the file."""
+async def stage_in(bus: Bus, owner: str, inputs: tuple[StagedInput, ...], workdir: Path) -> None:
+    """Download every input, from its owner's bucket, to its confined place; raise
+    StagingError naming the file."""
+    bucket = subjects.files_bucket(owner)
     for inp in inputs:
         dest = confined(workdir, inp.name)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             confined(workdir, inp.name)  # the directories just made are ours, re-check anyway
-            await objects.get_file(bus.js, inp.obj, dest, inp.sha256)
+            await objects.get_file(bus.js, bucket, inp.obj, dest, inp.sha256)
         except TimeoutError:
             raise  # the bus, not the file (an OSError too): the run is resumed, not failed
         except (objects.ObjectError, OSError) as exc:
@@ -103,8 +105,12 @@ def has_checkpoint(paths: RunPaths) -> bool:
     return root.is_dir() and not root.is_symlink() and any(root.iterdir())
 
 
-async def stage_out(bus: Bus, job_id: str, outputs: tuple[str, ...], paths: RunPaths) -> StageOut:
-    """Upload the outputs; say what was staged, what was missing or refused, what cut short."""
+async def stage_out(
+    bus: Bus, owner: str, job_id: str, outputs: tuple[str, ...], paths: RunPaths
+) -> StageOut:
+    """Upload the outputs into the owner's bucket; say what was staged, what was missing or
+    refused, what was cut short."""
+    bucket = subjects.files_bucket(owner)
     staged: list[StagedOutput] = []
     done: set[str] = set()
     prefix = subjects.job_files_prefix(job_id)
@@ -123,10 +129,10 @@ async def stage_out(bus: Bus, job_id: str, outputs: tuple[str, ...], paths: RunP
                 problems.append(err.detail)
             continue
         try:
-            size, digest = await objects.put_file(bus.js, prefix + name, path)
+            size, digest = await objects.put_file(bus.js, bucket, prefix + name, path)
         except TimeoutError:
             raise  # the bus, not the file (an OSError too): the run is resumed, not failed
-        except OSError as exc:
+        except (objects.ObjectError, OSError) as exc:
             problems.append(f"{name}: {exc}")
             continue
         staged.append(StagedOutput(name=name, obj=prefix + name, size=size, sha256=digest))

@@ -99,7 +99,7 @@ class RunSupervisor:
             self.report.note(Note.STAGING_IN, f"staging in {len(inputs)} file(s): {names}")
         try:
             staging.prepare_workdir(self.paths)
-            await staging.stage_in(self.bus, inputs, self.paths.workdir)
+            await staging.stage_in(self.bus, self.start.owner, inputs, self.paths.workdir)
         except StagingError as err:
             await self._end(Verdict(RunOutcome.FAILED, FailReason.STAGING, None, err.detail))
             return
@@ -234,7 +234,7 @@ class RunSupervisor:
         if self.start.spec.outputs or staging.has_checkpoint(self.paths):
             self.report.staging_out(exit_code)  # only when there is something to stage
         staged, problems, truncated = await staging.stage_out(
-            self.bus, self.start.job_id, self.start.spec.outputs, self.paths
+            self.bus, self.start.owner, self.start.job_id, self.start.spec.outputs, self.paths
         )
         stop = self.record.stop
         result = verdict(

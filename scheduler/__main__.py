@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bus.connection import Bus
 from bus.deployment import DeploymentError, StateDir
+from bus.tls import client_context
 from scheduler.service import SchedulerService
 
 log = logging.getLogger("skyport.scheduler")
@@ -40,7 +41,12 @@ async def run(state_dir: Path, nats_url: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         bus = await Bus.connect(
-            nats_url, signer, roster, "scheduler", nkeys_seed=str(state.seed_path("scheduler"))
+            nats_url,
+            signer,
+            roster,
+            "scheduler",
+            tls=client_context(state),
+            nkeys_seed=str(state.seed_path("scheduler")),
         )
         stack.push_async_callback(bus.close)
         bus.follow_roster(state.roster_path)

@@ -39,7 +39,7 @@ PLACE = subjects.core_command(CoreVerb.PLACE)
 
 
 class _Subscription(Protocol):
-    async def unsubscribe(self, limit: int = 0) -> None: ...
+    async def unsubscribe(self) -> None: ...
 
 
 @dataclass(slots=True)

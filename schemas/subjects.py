@@ -52,12 +52,12 @@ QUERY_OF: dict[type[ListJobs | GetJob], CoreQueryName] = {
     GetJob: CoreQueryName.JOB,
 }
 
-# JetStream streams and the object store bucket.
+# JetStream streams; every user has an object-store bucket of their own (``files_bucket``).
 STREAM_JOB_EVENTS = "SKYPORT_JOB_EVENTS"
 STREAM_GATE_COMMANDS = "SKYPORT_GATE_COMMANDS"
 STREAM_GATE_EVENTS = "SKYPORT_GATE_EVENTS"
 STREAM_LOGS = "SKYPORT_LOGS"
-FILES_BUCKET = "skyport-files"
+FILES_BUCKET_PREFIX = "skyport-files-"
 
 ALL_JOB_EVENTS = f"{ROOT}.evt.job.>"
 ALL_GATE_COMMANDS = f"{ROOT}.cmd.gate.>"
@@ -66,7 +66,24 @@ ALL_LOGS = f"{ROOT}.log.>"
 CORE_COMMANDS = f"{ROOT}.cmd.core.*"
 CORE_QUERIES = f"{ROOT}.query.core.*"
 CORE_QUEUE_GROUP = "skyport-core"
-INBOX_PREFIX = "_INBOX_"  # an identity's replies go only to _INBOX_<name>.<token>
+INBOX_PREFIX = "_INBOX."  # an identity's replies go only to _INBOX.<name>.<token>
+CORE_GATE_EVENTS_CONSUMER = "core"  # core's one durable consumer of the gate reports
+
+
+_STREAM_OF_PREFIX = (
+    (f"{ROOT}.evt.job.", STREAM_JOB_EVENTS),
+    (f"{ROOT}.evt.gate.", STREAM_GATE_EVENTS),
+    (f"{ROOT}.cmd.gate.", STREAM_GATE_COMMANDS),
+    (f"{ROOT}.log.", STREAM_LOGS),
+)
+
+
+def stream_of(filter_subject: str) -> str:
+    """The stream that holds the subjects of ``filter_subject``; ValueError if none does."""
+    for prefix, stream in _STREAM_OF_PREFIX:
+        if filter_subject.startswith(prefix):
+            return stream
+    raise ValueError(f"no stream holds {filter_subject!r}")
 
 
 def core_command(verb: CoreVerb) -> str:
@@ -98,6 +115,12 @@ def job_events_of(owner: str = "*", job_id: str = "*", tag: str = "*") -> str:
     jid = job_id if job_id == "*" else check_token("job id", job_id)
     kind = tag if tag == "*" else check_token("tag", tag)
     return f"{ROOT}.evt.job.{own}.{jid}.{kind}"
+
+
+def job_events_of_owner(owner: str) -> str:
+    """Every event of one owner's jobs (``*``: of every owner's), however filtered further:
+    the grant a user's replays must stay inside."""
+    return ALL_JOB_EVENTS if owner == "*" else f"{ROOT}.evt.job.{check_token('owner', owner)}.>"
 
 
 def gate_command(gate: str, verb: str) -> str:
@@ -144,8 +167,25 @@ def log(owner: str, job_id: str, gate: str, stream: LogStream) -> str:
     )
 
 
+def logs_of_owner(owner: str) -> str:
+    """Every log line of one owner's jobs (``*``: of every owner's)."""
+    return ALL_LOGS if owner == "*" else f"{ROOT}.log.{check_token('owner', owner)}.>"
+
+
 def logs_of(owner: str, job_id: str) -> str:
     return f"{ROOT}.log.{check_token('owner', owner)}.{check_token('job id', job_id)}.*.*"
+
+
+def files_bucket(owner: str) -> str:
+    """The object-store bucket of one user's staged files (inputs and job outputs). One bucket
+    per user, because object names are base64 in the store's subjects: a grant cannot bind a
+    name prefix inside one bucket, only a whole bucket (docs/security.md)."""
+    return FILES_BUCKET_PREFIX + check_token("owner", owner)
+
+
+def bucket_stream(bucket: str) -> str:
+    """The JetStream stream behind an object-store bucket."""
+    return f"OBJ_{bucket}"
 
 
 def job_files_prefix(job_id: str) -> str:

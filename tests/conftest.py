@@ -15,7 +15,8 @@ import pytest
 from bus import server
 from bus.connection import Bus
 from bus.deployment import StateDir
-from bus.streams import ensure_streams
+from bus.streams import ensure_buckets, ensure_streams
+from bus.tls import client_context
 from schemas.roster import Role
 
 
@@ -53,6 +54,7 @@ async def connect_as(state: StateDir, url: str, name: str) -> Bus:
         state.load_signer(name),
         state.load_roster(),
         name,
+        tls=client_context(state),
         nkeys_seed=str(state.seed_path(name)),
     )
 
@@ -61,6 +63,17 @@ async def connect_as(state: StateDir, url: str, name: str) -> Bus:
 async def core_bus(state: StateDir, nats_url: str) -> AsyncIterator[Bus]:
     bus = await connect_as(state, nats_url, "core")
     await ensure_streams(bus.js)
+    await ensure_buckets(bus.js, state.load_roster(), set())
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@pytest.fixture
+async def alice_bus(state: StateDir, nats_url: str, core_bus: Bus) -> AsyncIterator[Bus]:
+    """A user's connection, once core has made the users' files buckets."""
+    bus = await connect_as(state, nats_url, "alice")
     try:
         yield bus
     finally:

@@ -17,13 +17,15 @@ import msgspec
 
 from bus.connection import Bus, BusError, Delivery
 from bus.deployment import DeploymentError
-from bus.objects import ObjectError, get_file, put_file
+from bus.objects import BucketMissingError, ObjectError, get_file, put_file
+from bus.tls import client_context
 from schemas import subjects
 from schemas.commands import Accepted, AnyReply, GetJob, JobDetail, JobPage, ListJobs
 from schemas.events import AnyJobEvent, JobCancelled, JobCompleted, JobFailed
 from schemas.gate import LogChunk
 from schemas.ids import JobId
 from schemas.jobs import TERMINAL_STATES, JobSpec, JobState, JobSummary, StagedInput
+from schemas.roster import Role
 from terminals.client import requests
 from terminals.client.errors import ClientError, NotRunningError, StagingError
 from terminals.client.locate import credentials, require_running, state_dir
@@ -36,15 +38,17 @@ _log_decoder = msgspec.json.Decoder(LogChunk)
 TERMINAL_EVENTS = (JobCompleted, JobFailed, JobCancelled)
 EMPTY_WAIT_S = 0.5  # a replay that yields nothing this long is taken as empty
 IDLE_S = 5.0  # a non-following replay stops after this long without a message
+BUCKET_WAIT_S = 5.0
 
 
 class Client:
     """A signed connection for one user. Build it with ``await Client.connect(...)``."""
 
-    def __init__(self, bus: Bus, user: str, timeout: float = 10.0) -> None:
+    def __init__(self, bus: Bus, user: str, timeout: float = 10.0, admin: bool = False) -> None:
         self.bus = bus
         self.user = user
         self.timeout = timeout
+        self.admin = admin  # may read every user's events and logs (the server enforces it)
 
     @classmethod
     async def connect(
@@ -64,6 +68,7 @@ class Client:
         url = nats_url or require_running(state).nats_url
         try:
             signer, roster = creds.signer(), state.load_roster()
+            context = client_context(state)
         except DeploymentError as exc:
             raise ClientError(str(exc)) from exc
         try:
@@ -72,12 +77,14 @@ class Client:
                 signer,
                 roster,
                 f"client-{user}",
+                tls=context,
                 connect_timeout=3,
                 nkeys_seed=str(creds.seed_path),
             )
         except Exception as exc:  # the edge of nats: any connect failure means unreachable
             raise NotRunningError(f"cannot reach NATS at {url}: {exc}") from exc
-        return cls(bus, user, timeout)
+        own = roster.get(signer.public_key)
+        return cls(bus, user, timeout, admin=own is not None and own.role is Role.ADMIN)
 
     async def close(self) -> None:
         await self.bus.close()
@@ -194,10 +201,20 @@ class Client:
             except Exception:  # the connection is closing: the subscription goes with it
                 pass
 
+    def _check_readable(self, owner: str) -> None:
+        """Refuse at once what the server would refuse after a timeout: a user reads only
+        their own jobs' events and logs."""
+        if owner != self.user and not self.admin:
+            who = "every user" if owner == "*" else f"user {owner!r}"
+            raise ClientError(f"{self.user} is not an admin: cannot read the jobs of {who}")
+
     def events(
-        self, follow: bool = False, owner: str = "*", job_id: str = "*"
+        self, follow: bool = False, owner: str | None = None, job_id: str = "*"
     ) -> AsyncIterator[AnyJobEvent]:
-        """The verified job events (all, one owner's, or one job's), oldest first."""
+        """The verified job events (of one job, one owner's jobs, or with ``owner="*"`` every
+        job: admins only), oldest first; ``owner`` defaults to the user."""
+        owner = self.user if owner is None else owner
+        self._check_readable(owner)
         return self._replay(subjects.job_events_of(owner, job_id), _event_decoder, follow)
 
     async def logs(
@@ -206,6 +223,7 @@ class Client:
         """A job's log chunks (stdout, stderr, system); ``follow`` until the job has ended."""
         if owner is None:
             owner = (await self.job(job_id)).summary.owner
+        self._check_readable(owner)
         until = (lambda: self.wait(job_id, owner)) if follow else None
         tail = LogTail()
         filter_subject = subjects.logs_of(owner, job_id)
@@ -220,7 +238,9 @@ class Client:
         detail = await self.job(job_id)
         if detail.summary.state in TERMINAL_STATES:
             return detail
-        filter_subject = subjects.job_events_of(owner or detail.summary.owner, job_id)
+        owner = owner or detail.summary.owner
+        self._check_readable(owner)
+        filter_subject = subjects.job_events_of(owner, job_id)
         async with aclosing(self._replay(filter_subject, _event_decoder, follow=True)) as events:
             async for event in events:
                 if isinstance(event, TERMINAL_EVENTS):
@@ -232,28 +252,46 @@ class Client:
     # -- files ---------------------------------------------------------------------------------
 
     async def stage_inputs(self, files: Iterable[tuple[Path, str]]) -> tuple[StagedInput, ...]:
-        """Upload local files for a submission; return them as the spec's inputs."""
+        """Upload local files for a submission into the user's bucket; return them as the
+        spec's inputs."""
         prefix = subjects.upload_prefix(self.user, uuid.uuid4().hex)
+        bucket = subjects.files_bucket(self.user)
         staged: list[StagedInput] = []
         for local, name in files:
             if not local.is_file():
                 raise StagingError(f"input {local} is not a readable file")
             try:
-                size, digest = await put_file(self.bus.js, prefix + name, local)
+                size, digest = await self._put(bucket, prefix + name, local)
             except OSError as exc:
+                raise StagingError(f"cannot upload {local}: {exc}") from exc
+            except ObjectError as exc:
                 raise StagingError(f"cannot upload {local}: {exc}") from exc
             staged.append(StagedInput(name=name, obj=prefix + name, size=size, sha256=digest))
         return tuple(staged)
+
+    async def _put(self, bucket: str, key: str, local: Path) -> tuple[int, str]:
+        """``put_file``, waiting a little for a bucket core has not made yet (a user added a
+        moment ago: core makes their bucket when it next reads the roster)."""
+        deadline = asyncio.get_running_loop().time() + BUCKET_WAIT_S
+        while True:
+            try:
+                return await put_file(self.bus.js, bucket, key, local)
+            except BucketMissingError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
     async def fetch(self, job_id: str, dest: Path | str = ".") -> list[Path]:
         """Download the job's staged outputs under ``dest``; return the written paths."""
         root = Path(dest)
         root.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        for out in (await self.job(job_id)).outputs:
+        detail = await self.job(job_id)
+        bucket = subjects.files_bucket(detail.summary.owner)
+        for out in detail.outputs:
             target = prepare_target(root, out.name)
             try:
-                await get_file(self.bus.js, out.obj, target, out.sha256)
+                await get_file(self.bus.js, bucket, out.obj, target, out.sha256)
             except ObjectError as exc:
                 raise StagingError(str(exc)) from exc
             written.append(target)

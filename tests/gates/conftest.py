@@ -108,17 +108,20 @@ class Reports:
 
 
 @pytest.fixture
-async def reports(core_bus: Bus) -> AsyncIterator[Reports]:
+async def reports(core_bus: Bus, state: StateDir, nats_url: str) -> AsyncIterator[Reports]:
+    """The gate's reports as core sees them, and every log line as an admin reads them."""
     r = Reports()
+    admin = await connect_as(state, nats_url, "admin")
     subs = [
         await core_bus.replay(
             subjects.gate_events_of("local"), msgspec.json.Decoder(AnyGateEvent), r.on_event
         ),
-        await core_bus.replay(subjects.ALL_LOGS, log_chunk_decoder, r.on_log),
+        await admin.replay(subjects.ALL_LOGS, log_chunk_decoder, r.on_log),
     ]
     yield r
     for sub in subs:
         await sub.unsubscribe()
+    await admin.close()
 
 
 class GateProcess:

@@ -18,8 +18,10 @@ from gates.environment import DEFAULT_PATH
 from gates.records import Phase
 from schemas.gate import GateCapacity, RunEnded, RunStagingOut, RunStarted
 from schemas.jobs import FailReason, JobSpec, RunOutcome, StagedInput
-from schemas.subjects import LogStream
+from schemas.subjects import LogStream, files_bucket
 from tests.gates.conftest import GateProcess, Reports, send, start_run, stop_run
+
+ALICE_FILES = files_bucket("alice")  # the runs of these tests are alice's
 
 
 async def test_trivial_job_reports_started_and_ended_only(
@@ -34,11 +36,11 @@ async def test_trivial_job_reports_started_and_ended_only(
 
 
 async def test_a_job_with_files_to_stage_reports_every_phase_in_order(
-    core_bus: Bus, gate: GateProcess, reports: Reports, tmp_path: Path
+    core_bus: Bus, alice_bus: Bus, gate: GateProcess, reports: Reports, tmp_path: Path
 ) -> None:
     src = tmp_path / "in.txt"
     src.write_bytes(b"x\n")
-    size, digest = await objects.put_file(core_bus.js, "inputs/alice/u9/in.txt", src)
+    size, digest = await objects.put_file(alice_bus.js, ALICE_FILES, "inputs/alice/u9/in.txt", src)
     staged = StagedInput(name="in.txt", obj="inputs/alice/u9/in.txt", size=size, sha256=digest)
     spec = JobSpec(script="cp in.txt out.txt\n", inputs=(staged,), outputs=("out.txt",))
     run = start_run(spec)
@@ -58,11 +60,11 @@ def _sha(data: bytes) -> str:
 
 
 async def test_job_reads_a_staged_input_sees_its_environment_and_stages_out_outputs(
-    core_bus: Bus, gate: GateProcess, reports: Reports, tmp_path: Path
+    core_bus: Bus, alice_bus: Bus, gate: GateProcess, reports: Reports, tmp_path: Path
 ) -> None:
     src = tmp_path / "input.txt"
     src.write_bytes(b"hello from the object store\n")
-    await objects.put_file(core_bus.js, "inputs/alice/u1/input.txt", src)
+    await objects.put_file(alice_bus.js, ALICE_FILES, "inputs/alice/u1/input.txt", src)
     script = """
 set -eu
 mkdir -p out
@@ -102,11 +104,15 @@ echo state > "$SKYPORT_CHECKPOINT_DIR/step-1"
     assert by_name["out/upper.txt"].obj == f"jobs/{run.job_id}/out/upper.txt"
     got = tmp_path / "upper.txt"
     await objects.get_file(
-        core_bus.js, by_name["out/upper.txt"].obj, got, by_name["out/upper.txt"].sha256
+        alice_bus.js,
+        ALICE_FILES,
+        by_name["out/upper.txt"].obj,
+        got,
+        by_name["out/upper.txt"].sha256,
     )
     assert got.read_text() == "HELLO FROM THE OBJECT STORE\n"
     env_file = tmp_path / "env.txt"
-    await objects.get_file(core_bus.js, by_name["out/env.txt"].obj, env_file)
+    await objects.get_file(alice_bus.js, ALICE_FILES, by_name["out/env.txt"].obj, env_file)
     lines = env_file.read_text().splitlines()
     assert lines[0] == f"job={run.job_id} nodes=2 rank=0"
     assert lines[1] == "nodelist=local-0,local-1 omp=3 cuda=0,1"

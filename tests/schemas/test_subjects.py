@@ -25,9 +25,10 @@ from schemas.subjects import CoreVerb, Kind, LogStream, parse
             Kind.LOG,
             ("alice", "12", "local"),
         ),
-        ("_INBOX_alice.abc.def", Kind.INBOX, ("alice", "", "")),
-        ("_INBOX.abc.def", Kind.OTHER, ("", "", "")),  # nobody's: no identity reads it
-        ("_INBOX_a.b", Kind.INBOX, ("a", "", "")),
+        ("_INBOX.alice.abc.def", Kind.INBOX, ("alice", "", "")),
+        ("_INBOX.alice", Kind.OTHER, ("", "", "")),  # no token: not a reply subject
+        ("_INBOX.a.b", Kind.INBOX, ("a", "", "")),
+        ("_INBOX.a*.b", Kind.OTHER, ("", "", "")),
         ("skyport.v1.cmd.core", Kind.OTHER, ("", "", "")),
         ("other.thing", Kind.OTHER, ("", "", "")),
     ],

@@ -149,6 +149,10 @@ def test_hostile_messages_are_each_refused_and_the_deployment_runs_on(
     asyncio.run(_run_a_job(h))  # core is up and its subscriptions are in place
     alice = h.state.load_signer("alice")
     raw = RawNats(h.url, alice, "alice")
+    # The server lets only the scheduler publish on place: alice's bytes go there through
+    # the scheduler's connection, so that core's own checks meet them too.
+    via_scheduler = RawNats(h.url, h.state.load_signer("scheduler"), "scheduler")
+    place = subjects.core_command(subjects.CoreVerb.PLACE)
     sent = 0
 
     @given(
@@ -166,14 +170,16 @@ def test_hostile_messages_are_each_refused_and_the_deployment_runs_on(
     def send(kind: str, subject: str, payload: bytes, noise: dict[str, str]) -> None:
         nonlocal sent
         headers, body = _message(kind, payload, noise, alice, subject)
-        raw.hpub(subject, headers, body)
-        raw.barrier()
+        conn = via_scheduler if subject == place else raw
+        conn.hpub(subject, headers, body)
+        conn.barrier()
         sent += 1
 
     try:
         send()
     finally:
         raw.close()
+        via_scheduler.close()
     asyncio.run(_run_a_job(h))  # the deployment still runs jobs
     h.kill("core", signal.SIGTERM)  # a clean stop logs its refusal counts
     counts = re.findall(r"messages refused: (\{.*\})", h.log("core"))

@@ -11,6 +11,7 @@ from bus.connection import Bus
 from bus.deployment import StateDir
 from bus.objects import put_file
 from schemas.jobs import StagedOutput
+from schemas.subjects import files_bucket
 from terminals.client.client import Client
 from terminals.client.errors import StagingError
 from terminals.client.staging import confined_target, prepare_target
@@ -55,11 +56,11 @@ def test_destination_itself_may_be_a_symlink(tmp_path: Path) -> None:
 
 
 async def test_fetch_downloads_checked_outputs_and_refuses_escapes(
-    state: StateDir, nats_url: str, core_bus: Bus, tmp_path: Path
+    state: StateDir, nats_url: str, core_bus: Bus, alice_bus: Bus, tmp_path: Path
 ) -> None:
     src = tmp_path / "src.txt"
     src.write_text("result\n")
-    size, digest = await put_file(core_bus.js, "jobs/1/result.txt", src)
+    size, digest = await put_file(alice_bus.js, files_bucket("alice"), "jobs/1/result.txt", src)
     good = StagedOutput(name="sub/result.txt", obj="jobs/1/result.txt", size=size, sha256=digest)
     evil = StagedOutput(name="../escape.txt", obj="jobs/1/result.txt", size=size, sha256=digest)
     wrong = StagedOutput(name="bad.txt", obj="jobs/1/result.txt", size=size, sha256="0" * 64)
