@@ -60,15 +60,17 @@ class Context:
     def ask(self, msg: AnyCommand | ListJobs | GetJob, kind: type[R], timeout: float = 10.0) -> R:
         """Send a command or query to core over the quick path; the reply as ``kind``."""
         from bus.quick import QuickConnectError, QuickError, QuickTimeoutError, request
+        from bus.tls import client_context
 
         info = self.deployment()
         subject = query_subject(msg) if isinstance(msg, ListJobs | GetJob) else command_subject(msg)
         try:
             signer, roster = self.credentials().signer(), self.state.load_roster()
+            tls = client_context(self.state)
         except DeploymentError as exc:
             raise ClientError(str(exc)) from exc
         try:
-            reply = request(info.nats_url, signer, roster, subject, msg, timeout)
+            reply = request(info.nats_url, signer, roster, subject, msg, timeout, tls=tls)
         except (QuickConnectError, QuickTimeoutError) as exc:
             raise NotRunningError(str(exc)) from exc
         except QuickError as exc:

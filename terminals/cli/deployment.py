@@ -1,4 +1,5 @@
-"""``skyport up``, ``down`` and ``status``, and starting a detached deployment on demand.
+"""``skyport init``, ``up``, ``down`` and ``status``, and starting a detached deployment on
+demand.
 
 The supervisor itself is ``terminals.cli.supervisor``; this module starts it (in the
 foreground or as a detached process in its own session), waits until core answers, stops it
@@ -30,12 +31,14 @@ DOWN_TIMEOUT_S = 60.0
 def core_ready(state: StateDir, user: str, url: str, timeout: float = 0.5) -> bool:
     """Whether core answers a query (any reply counts, even a refusal)."""
     from bus.quick import QuickError, request
+    from bus.tls import client_context
     from schemas.subjects import query_subject
 
     query = requests.list_jobs(limit=1)
     try:
         signer, roster = state.load_signer(user), state.load_roster()
-        request(url, signer, roster, query_subject(query), query, timeout)
+        tls = client_context(state)
+        request(url, signer, roster, query_subject(query), query, timeout, tls=tls)
     except (QuickError, DeploymentError):
         return False
     return True
@@ -80,6 +83,41 @@ def start_detached(state: StateDir, user: str, extra: list[str]) -> DeploymentIn
     raise NotRunningError(
         f"core did not answer within {READY_TIMEOUT_S:.0f} s; see {state.logs_dir}/*.log"
     )
+
+
+def init(ctx: Context, args: argparse.Namespace) -> int:
+    """Create the identities, the roster and the server configuration (``up`` does this on
+    a fresh state directory); with ``--tls`` also the CA and the server certificate."""
+    from bus import server, tls
+    from terminals.cli.supervisor import ensure_identities
+
+    if running(ctx.state) is not None:
+        raise ClientError(f"Sky Port is running for {ctx.state.root}: stop it first (skyport down)")
+    try:
+        new = ensure_identities(ctx.state, ctx.user, tuple(args.gate or ()))
+        names = tls.create(ctx.state, args.host or ()) if args.tls else []
+        conf = server.write_config(ctx.state.root)
+    except (DeploymentError, server.ServerError) as exc:
+        raise ClientError(str(exc)) from exc
+    roster = ctx.state.load_roster()
+    print(f"state dir:  {ctx.state.root}")
+    for identity in roster.identities():
+        mark = "new" if identity.name in new else "kept"
+        print(f"  {identity.role:<9} {identity.name:<20} {identity.key}  ({mark})")
+    print(f"keys:       {ctx.state.keys_dir} (mode 0600 each)")
+    print(f"nats conf:  {conf}")
+    if names:
+        missing = [h for h in (args.host or ()) if h.strip("[]") not in names]
+        print(f"tls:        {ctx.state.tls_dir}; the server requires TLS for {', '.join(names)}")
+        if missing:
+            print(
+                f"skyport: the kept server certificate does not name {', '.join(missing)}: "
+                f"delete {ctx.state.server_cert_path.name} and {ctx.state.server_key_path.name}"
+                " and run init --tls again",
+                file=sys.stderr,
+            )
+            return 1
+    return 0
 
 
 def up(ctx: Context, args: argparse.Namespace) -> int:

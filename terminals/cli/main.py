@@ -17,6 +17,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 # command → (module, function)
 HANDLERS: dict[str, tuple[str, str]] = {
+    "init": ("deployment", "init"),
     "up": ("deployment", "up"),
     "down": ("deployment", "down"),
     "status": ("deployment", "status"),
@@ -107,6 +108,28 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
         "$SKYPORT_CREDENTIALS, else --identity)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "init",
+        help="create the deployment's keys, roster and server configuration (up does it too)",
+        description="Create an nkey for core, the scheduler, every gate and you (an admin), "
+        "the trust roster and the nats-server configuration with per-role permissions. "
+        "Existing keys are kept. Seeds are written with mode 0600 and never printed.",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="also create a CA and a server certificate: the server then requires TLS",
+    )
+    p.add_argument(
+        "--host",
+        action="append",
+        metavar="NAME",
+        help="another name or address the server certificate covers (repeatable; with --tls)",
+    )
+    p.add_argument(
+        "--gate", action="append", metavar="NAME", help="one more gate instance (repeatable)"
+    )
 
     p = sub.add_parser("up", help="start the embedded deployment")
     p.add_argument("--detach", "-d", action="store_true", help="run in the background")

@@ -53,12 +53,17 @@ def component_argv(module: str, state: StateDir, url: str, extra: list[str]) -> 
     return [sys.executable, "-m", module, *extra, "--state-dir", str(state.root), "--nats-url", url]
 
 
-def ensure_identities(state: StateDir, user: str) -> None:
-    """Keys and roster entries of the components and of the invoking user (an admin)."""
-    state.root.mkdir(parents=True, exist_ok=True)
-    for name, role in IDENTITIES:
+def ensure_identities(state: StateDir, user: str, gates: tuple[str, ...] = ()) -> list[str]:
+    """Keys and roster entries of the components, of more gate instances, and of the
+    invoking user (an admin); the names of those that are new (``skyport init``)."""
+    state.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    before = (
+        {i.name for i in state.load_roster().identities()} if state.roster_path.exists() else set()
+    )
+    wanted = [*IDENTITIES, *((g, Role.GATE) for g in gates), (user, Role.ADMIN)]
+    for name, role in wanted:
         state.ensure_identity(name, role)
-    state.ensure_identity(user, Role.ADMIN)
+    return [name for name, _ in wanted if name not in before]
 
 
 def cmdline_of(pid: int) -> list[str]:

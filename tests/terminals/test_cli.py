@@ -167,3 +167,12 @@ async def test_unreachable_deployment_exits_3(state: StateDir) -> None:
 async def test_bad_usage_exits_2(state: StateDir) -> None:
     code, _, err, _ = await run(state, "jobs", "--state", "sleeping")
     assert code == 2 and "unknown state" in err
+
+
+async def test_events_of_every_user_is_refused_to_a_user_at_once(
+    state: StateDir, fake: FakeCore
+) -> None:
+    code, out, err, _ = await run(state, "events", "--all-users")
+    assert code == 1 and out == ""
+    # said by the client itself, not after the server's refusal timed out
+    assert "alice is not an admin: cannot read the jobs of every user" in err
