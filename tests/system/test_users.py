@@ -16,9 +16,10 @@ import nats
 import pytest
 
 from bus.connection import Bus
-from schemas.jobs import JobSpec
+from schemas.jobs import JobSpec, JobState
 from schemas.wire import Signer
 from terminals.cli.main import main
+from terminals.client import Client
 from tests.system.harness import Harness, submit_when_ready
 
 pytestmark = pytest.mark.system
@@ -42,23 +43,36 @@ def skyport(h: Harness, *args: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-async def submit_as(h: Harness, creds: Path) -> None:
-    """Submit a job with the credentials file alone (core may take a moment to know it)."""
+async def submit_as(h: Harness, creds: Path, tmp: Path) -> None:
+    """Submit a job with the credentials file alone (core may take a moment to know it),
+    then one that stages a file in and its result out: the new user's bucket exists, and
+    the gate may use it, without a restart."""
     signer = Signer(creds.read_bytes())
     bus = await Bus.connect(h.url, signer, h.state.load_roster(), "carol", nkeys_seed=str(creds))
     try:
         await submit_when_ready(bus, JobSpec(script="true"), timeout=10)
     finally:
         await bus.close()
+    (tmp / "in.txt").write_text("carol's data\n")
+    async with await Client.connect(h.state.root, credentials_path=creds) as client:
+        inputs = await client.stage_inputs([(tmp / "in.txt", "in.txt")])
+        script = "tr a-z A-Z < in.txt > out.txt\n"
+        job_id = await client.submit(JobSpec(script=script, inputs=inputs, outputs=("out.txt",)))
+        detail = await client.wait(job_id)
+        assert detail.summary.state is JobState.COMPLETED, detail
+        (fetched,) = await client.fetch(job_id, tmp / "results")
+    assert fetched.read_text() == "CAROL'S DATA\n"
 
 
-async def test_a_user_added_and_revoked_while_the_deployment_runs(deployment: Harness) -> None:
+async def test_a_user_added_and_revoked_while_the_deployment_runs(
+    deployment: Harness, tmp_path: Path
+) -> None:
     h = deployment
     code, out = skyport(h, "user", "add", "carol")
     assert code == 0
     creds = Path(out.strip())
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
-    await submit_as(h, creds)  # connected and accepted: the server and core know carol
+    await submit_as(h, creds, tmp_path)  # connected and accepted: the server and core know carol
 
     code, out = skyport(h, "user", "list", "--json")
     assert ("carol", "user") in [(u["name"], u["role"]) for u in json.loads(out)]
@@ -68,7 +82,7 @@ async def test_a_user_added_and_revoked_while_the_deployment_runs(deployment: Ha
         code = main(["--state-dir", str(h.state.root), "--credentials", str(creds), "jobs", "-a"])
     assert code == 0
     rows = as_carol.getvalue().splitlines()[1:]
-    assert len(rows) == 1 and " carol " in f" {rows[0]} "
+    assert len(rows) == 2 and all(" carol " in f" {row} " for row in rows)
 
     dropped = asyncio.Event()
 
