@@ -98,7 +98,8 @@ async def _watch(bus: Bus, on: dict[str, asyncio.Future[float]], kind: type) -> 
         if isinstance(ev, kind) and fut is not None and not fut.done():
             fut.set_result(time.perf_counter())
 
-    await bus.replay(subjects.ALL_JOB_EVENTS, msgspec.json.Decoder(AnyJobEvent), handler, True)
+    events = subjects.job_events_of_owner("alice")  # a user may watch only their own jobs
+    await bus.replay(events, msgspec.json.Decoder(AnyJobEvent), handler, True)
 
 
 async def submit_to_running(root: Path, samples: int = 100) -> None:

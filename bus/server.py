@@ -103,6 +103,7 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
 
 _FLOW_CONTROL = "$JS.FC.>"  # answers to a push consumer's flow-control requests
 _CONSUMER_CREATE = "$JS.API.CONSUMER.CREATE"
+_STREAM_NAMES = "$JS.API.STREAM.NAMES"  # reading an object looks its stream up by subject
 
 
 def permissions(identity: Identity, roster: Roster) -> tuple[list[str], list[str]]:
@@ -139,8 +140,8 @@ def _core_publish() -> list[str]:
         "$JS.API.STREAM.UPDATE.*",
         "$JS.API.STREAM.INFO.*",
         f"$JS.API.CONSUMER.INFO.{gate_events}.{durable}",
-        f"{_CONSUMER_CREATE}.{gate_events}.{durable}.{subjects.ALL_GATE_EVENTS}",
-        f"{_CONSUMER_CREATE}.{gate_events}.*.{subjects.ALL_GATE_EVENTS}",  # an operator's replay
+        # its durable consumer, and an operator's replays (both read every gate's reports)
+        f"{_CONSUMER_CREATE}.{gate_events}.*.{subjects.ALL_GATE_EVENTS}",
         _FLOW_CONTROL,
         f"$JS.API.CONSUMER.MSG.NEXT.{gate_events}.{durable}",
         f"$JS.ACK.{gate_events}.{durable}.>",
@@ -174,8 +175,7 @@ def _gate_publish(gate: str, roster: Roster) -> list[str]:
         f"$JS.API.CONSUMER.MSG.NEXT.{commands}.{durable}",
         f"$JS.ACK.{commands}.{durable}.>",
         _FLOW_CONTROL,
-        # the inputs and outputs of whichever user's job it runs
-        *(grant for owner in _file_owners(roster) for grant in _bucket_grants(owner)),
+        *_buckets_grants(_file_owners(roster)),  # the files of whichever user's job it runs
     ]
 
 
@@ -191,8 +191,15 @@ def _user_publish(owner: str, file_owners: list[str]) -> list[str]:
         f"{_CONSUMER_CREATE}.{job_events}.*.{subjects.job_events_of_owner(owner)}",
         f"{_CONSUMER_CREATE}.{logs}.*.{subjects.logs_of_owner(owner)}",
         _FLOW_CONTROL,
-        *(grant for who in file_owners for grant in _bucket_grants(who)),
+        *_buckets_grants(file_owners),
     ]
+
+
+def _buckets_grants(owners: list[str]) -> list[str]:
+    """The files buckets of ``owners``, and the stream lookup nats-py makes to read one."""
+    if not owners:
+        return []
+    return [_STREAM_NAMES, *(grant for who in owners for grant in _bucket_grants(who))]
 
 
 def _bucket_grants(owner: str) -> list[str]:
@@ -201,7 +208,6 @@ def _bucket_grants(owner: str) -> list[str]:
     stream = subjects.bucket_stream(bucket)
     return [
         f"$O.{bucket}.>",
-        "$JS.API.STREAM.NAMES",  # reading an object looks its stream up by subject
         f"$JS.API.STREAM.INFO.{stream}",
         f"$JS.API.STREAM.MSG.GET.{stream}",
         f"$JS.API.DIRECT.GET.{stream}.>",
