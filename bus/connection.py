@@ -35,6 +35,15 @@ from schemas.wire import SIGNER_HEADER, Refusal, Signer, Verifier, WireError
 
 log = logging.getLogger("skyport.bus")
 
+
+def _not_tls_eof_noise(record: logging.LogRecord) -> bool:
+    # nats-py's protocol answers eof_received() with True, which asyncio's TLS transport
+    # ignores and reports at every close of a TLS connection: noise, not a fault.
+    return not str(record.msg).startswith("returning true from eof_received()")
+
+
+logging.getLogger("asyncio").addFilter(_not_tls_eof_noise)
+
 T = TypeVar("T")
 _reply_decoder = msgspec.json.Decoder(AnyReply)
 # Refusals that get no answer: the sender is not known, so nothing may be sent on its behalf.

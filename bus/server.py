@@ -60,11 +60,8 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
             "  timeout: 2",
             "}",
         ]
-    elif not tls.is_loopback(host):
-        raise ServerError(
-            f"refusing to listen on {host} without TLS: only a loopback address is allowed "
-            "(create certificates with 'skyport init --tls' to listen on others)"
-        )
+    else:
+        check_listen(state, host)
     if not state.roster_path.exists():
         raise ServerError(f"no identities yet: {state.roster_path} is missing")
     try:
@@ -79,7 +76,7 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
     conf = nats_dir / "nats-server.conf"
     text = "\n".join(
         [
-            f"listen: {json.dumps(f'{host}:{port}')}",
+            f"listen: {json.dumps(f'[{host}]:{port}' if ':' in host else f'{host}:{port}')}",
             f"ports_file_dir: {json.dumps(str(nats_dir))}",
             "max_payload: 4MB",
             *tls_block,
@@ -104,6 +101,16 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
 _FLOW_CONTROL = "$JS.FC.>"  # answers to a push consumer's flow-control requests
 _CONSUMER_CREATE = "$JS.API.CONSUMER.CREATE"
 _STREAM_NAMES = "$JS.API.STREAM.NAMES"  # reading an object looks its stream up by subject
+
+
+def check_listen(state: StateDir, host: str) -> None:
+    """ServerError unless the server may listen on ``host``: a loopback address always, any
+    other only when the deployment has TLS."""
+    if not tls.is_loopback(host) and not tls.has_tls(state):
+        raise ServerError(
+            f"refusing to listen on {host} without TLS: only a loopback address is allowed "
+            "(create certificates with 'skyport init --tls' to listen on others)"
+        )
 
 
 def permissions(identity: Identity, roster: Roster) -> tuple[list[str], list[str]]:
@@ -261,8 +268,19 @@ def _listen_of(conf: Path) -> tuple[str, int]:
     for line in conf.read_text().splitlines():
         if line.startswith("listen: "):
             host, _, port = json.loads(line.removeprefix("listen: ")).rpartition(":")
-            return host, int(port)
+            return host.strip("[]"), int(port)
     raise ServerError(f"{conf} has no listen line")
+
+
+def _local_url(urls: list[str]) -> str:
+    """The loopback URL among those the server reports, if any: the components run on this
+    host, and the server certificate always names loopback (listening on ``0.0.0.0`` lists
+    every interface)."""
+    for url in urls:
+        host = url.split("://", 1)[-1].rsplit(":", 1)[0]
+        if tls.is_loopback(host):
+            return url
+    return urls[0]
 
 
 @dataclass
@@ -309,7 +327,7 @@ def start(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> RunningSe
             raise ServerError(f"nats-server exited with {proc.returncode}; see {nats_dir}")
         try:
             urls = json.loads(ports_file.read_text())["nats"]
-            return RunningServer(proc, urls[0], host, port)
+            return RunningServer(proc, _local_url(urls), host, port)
         except (FileNotFoundError, json.JSONDecodeError, KeyError, IndexError):
             time.sleep(0.01)
     proc.kill()

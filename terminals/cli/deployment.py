@@ -20,6 +20,7 @@ import msgspec
 from bus.deployment import DeploymentError, DeploymentInfo, StateDir
 from terminals.cli import render
 from terminals.cli.context import Context
+from terminals.cli.errors import UsageError
 from terminals.client import requests
 from terminals.client.errors import ClientError, NotRunningError
 from terminals.client.locate import pid_alive, running
@@ -128,14 +129,25 @@ def up(ctx: Context, args: argparse.Namespace) -> int:
             f"(supervisor pid {info.supervisor_pid})"
         )
         return 0 if args.detach else 1
+    listen: tuple[str, int] = args.listen or ("127.0.0.1", -1)
+    if args.listen:
+        from bus import server
+
+        try:  # said here, not in a detached supervisor's log
+            server.check_listen(ctx.state, listen[0])
+        except server.ServerError as exc:
+            raise UsageError(str(exc)) from exc
     if args.detach:
-        info = start_detached(ctx.state, ctx.user, gate_args(args))
+        extra = gate_args(args)
+        if args.listen:
+            extra += ["--listen", f"[{listen[0]}]:{listen[1]}" if listen[1] > 0 else listen[0]]
+        info = start_detached(ctx.state, ctx.user, extra)
         print(f"Sky Port is up: {info.nats_url}, state in {ctx.state.root}")
         return 0
     from terminals.cli.supervisor import SupervisorError, run
 
     try:
-        return run(ctx.state, ctx.user, gate_args(args))
+        return run(ctx.state, ctx.user, gate_args(args), listen)
     except SupervisorError as exc:
         raise ClientError(str(exc)) from exc
 

@@ -64,6 +64,26 @@ def _positive(text: str) -> int:
     return value
 
 
+def _listen(text: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address; port -1 means any."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError(f"{text!r} is not HOST[:PORT]")
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    if not host:
+        raise argparse.ArgumentTypeError(f"{text!r} names no host")
+    if not port:
+        return host, -1
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"{port!r} is not a port (1-65535)")
+    return host, int(port)
+
+
 def _add_submit_options(p: argparse.ArgumentParser) -> None:
     from terminals.cli.directives import OPTIONS
 
@@ -136,6 +156,13 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=_positive, help="virtual nodes of the local gate")
     p.add_argument("--cpus", type=_positive, help="CPUs per virtual node of the local gate")
     p.add_argument("--memory-mb", type=_positive, help="memory (MB) per virtual node")
+    p.add_argument(
+        "--listen",
+        type=_listen,
+        metavar="HOST[:PORT]",
+        help="where nats-server listens (default 127.0.0.1, a free port); an address that "
+        "is not loopback needs TLS (skyport init --tls)",
+    )
 
     sub.add_parser("down", help="stop the embedded deployment")
 

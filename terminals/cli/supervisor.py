@@ -110,6 +110,7 @@ class Supervisor:
     state: StateDir
     user: str
     gate_args: list[str] = field(default_factory=list)
+    listen: tuple[str, int] = ("127.0.0.1", -1)  # nats-server's address (-1: any free port)
     nats: server.RunningServer | None = None
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
@@ -132,7 +133,7 @@ class Supervisor:
         ensure_identities(self.state, self.user)
         self.state.logs_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.nats = server.start(self.state.root)
+            self.nats = server.start(self.state.root, *self.listen)
         except server.ServerError as exc:
             raise SupervisorError(str(exc)) from exc
         url = self.nats.url
@@ -214,7 +215,7 @@ class Supervisor:
         port = urlsplit(self.nats.url).port or -1
         print(f"nats-server exited with {self.nats.process.returncode}; restarting", flush=True)
         try:
-            self.nats = server.start(self.state.root, port=port)
+            self.nats = server.start(self.state.root, self.listen[0], port)
         except server.ServerError as exc:
             print(f"cannot restart nats-server: {exc}", flush=True)
             return False
@@ -243,11 +244,13 @@ class Supervisor:
             self._lock.close()
 
 
-def run(state: StateDir, user: str, gate_args: list[str]) -> int:
+def run(
+    state: StateDir, user: str, gate_args: list[str], listen: tuple[str, int] = ("127.0.0.1", -1)
+) -> int:
     """Run a supervisor in this process until SIGTERM/SIGINT; the exit code of ``up``."""
     from terminals.cli.deployment import core_ready
 
-    sup = Supervisor(state, user, gate_args)
+    sup = Supervisor(state, user, gate_args, listen)
     signal.signal(signal.SIGTERM, sup.request_stop)
     signal.signal(signal.SIGINT, sup.request_stop)
     try:

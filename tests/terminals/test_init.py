@@ -1,9 +1,12 @@
-"""``skyport init`` as an operator runs it (a fresh process) on a new state directory."""
+"""``skyport init`` as an operator runs it (a fresh process) on a new state directory, and
+the address ``skyport up --listen`` accepts."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
+
+import pytest
 
 from bus import server
 from bus.deployment import StateDir
@@ -65,3 +68,18 @@ async def test_init_refuses_while_the_deployment_runs(state: StateDir, nats_url:
     pretend_running(state, nats_url)
     code, _, err, _ = await run(state, "init")
     assert code == 1 and "skyport down" in err
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "198.18.0.1:4222", "[2001:db8::1]:4222"])
+async def test_up_refuses_an_address_off_loopback_without_tls(tmp_path: Path, address: str) -> None:
+    state = StateDir(tmp_path / "fresh")
+    assert (await run(state, "init"))[0] == 0
+    code, _, err, _ = await run(state, "up", "--detach", "--listen", address)
+    assert code == 2 and "refusing to listen" in err and "without TLS" in err, err
+    assert state.read_info() is None  # nothing was started
+
+
+@pytest.mark.parametrize("address", ["[::1", "host:port", "127.0.0.1:0", ":4222"])
+async def test_a_malformed_listen_address_is_a_usage_error(tmp_path: Path, address: str) -> None:
+    code, _, err, _ = await run(StateDir(tmp_path / "fresh"), "up", "--listen", address)
+    assert code == 2 and "--listen" in err, err
