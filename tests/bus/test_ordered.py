@@ -1,5 +1,6 @@
 """bus.ordered against a real nats-server (here one without accounts, so that the test may
-delete a replay's consumer behind its back as an operator would)."""
+delete a replay's consumer behind its back as an operator would, or put a forged delivery
+or heartbeat on its inbox)."""
 
 from __future__ import annotations
 
@@ -149,3 +150,69 @@ async def test_after_unsubscribe_nothing_more_arrives(nc: Client) -> None:
     await _publish(nc, 4, 6)
     await asyncio.sleep(0.3)
     assert seen.values == [1, 2, 3]
+
+
+async def test_a_gap_in_deliveries_replaces_the_consumer_without_loss_or_repeat(
+    nc: Client,
+) -> None:
+    await _publish(nc, 1, 10)
+    seen = Seen()
+    js = nc.jetstream()
+    replay = await OrderedReplay(nc, js, STREAM, "t.>", seen.on, heartbeat_s=5).start()
+    await seen.until(10)
+    first = replay.deliver_subject
+    # a delivery that skips ahead, as after a message lost on the way
+    await nc.publish(first, b"999", reply=f"$JS.ACK.{STREAM}.x.1.999.999.0.0")
+    await _publish(nc, 11, 15)
+    await seen.until(15, timeout=5)  # at once, not after the watchdog's 10 s
+    await replay.unsubscribe()
+    assert seen.values == list(range(1, 16))
+    assert replay.deliver_subject == "" and first
+
+
+async def test_a_heartbeat_that_disagrees_replaces_the_consumer(nc: Client) -> None:
+    await _publish(nc, 1, 5)
+    seen = Seen()
+    replay = await OrderedReplay(nc, nc.jetstream(), STREAM, "t.>", seen.on).start()
+    await seen.until(5)
+    first = replay.deliver_subject
+    await nc.publish(first, b"", headers={"Status": "100", "Nats-Last-Consumer": "7"})
+    async with asyncio.timeout(5):
+        while replay.deliver_subject in (first, ""):
+            await asyncio.sleep(0.02)
+    await _publish(nc, 6, 8)
+    await seen.until(8)
+    await replay.unsubscribe()
+    assert seen.values == list(range(1, 9))
+
+
+async def test_a_slow_handler_is_neither_cut_short_nor_taken_for_a_dead_consumer(
+    nc: Client,
+) -> None:
+    await _publish(nc, 1, 6)
+    finished: list[int] = []
+
+    async def slow(msg: Msg) -> None:
+        if int(msg.data) == 3:
+            await asyncio.sleep(1.5)  # five heartbeat periods
+        finished.append(int(msg.data))
+
+    replay = await OrderedReplay(nc, nc.jetstream(), STREAM, "t.>", slow, heartbeat_s=0.3).start()
+    async with asyncio.timeout(10):
+        while len(finished) < 6:
+            await asyncio.sleep(0.05)
+    await replay.unsubscribe()
+    assert finished == [1, 2, 3, 4, 5, 6]
+
+
+async def test_new_only_resumes_after_what_was_there_when_replaced_early(nc: Client) -> None:
+    await _publish(nc, 1, 5)
+    seen = Seen()
+    js = nc.jetstream()
+    replay = await OrderedReplay(nc, js, STREAM, "t.>", seen.on, True, heartbeat_s=0.3).start()
+    (info,) = await js.consumers_info(STREAM)
+    await js.delete_consumer(STREAM, info.name)  # lost before it delivered anything
+    await _publish(nc, 6, 7)
+    await seen.until(2)
+    await replay.unsubscribe()
+    assert seen.values == [6, 7]
