@@ -27,6 +27,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import FetchTimeoutError
 
 from bus.ordered import OrderedReplay
+from bus.rosterfile import ROSTER_POLL_S, follow
 from schemas.commands import AnyReply, RejectCode, Rejected, answers
 from schemas.ids import MessageId
 from schemas.roster import Identity, Role, Roster
@@ -35,14 +36,6 @@ from schemas.wire import SIGNER_HEADER, Refusal, Signer, Verifier, WireError
 
 log = logging.getLogger("skyport.bus")
 
-
-def _not_tls_eof_noise(record: logging.LogRecord) -> bool:
-    # nats-py's protocol answers eof_received() with True, which asyncio's TLS transport
-    # ignores and reports at every close of a TLS connection: noise, not a fault.
-    return not str(record.msg).startswith("returning true from eof_received()")
-
-
-logging.getLogger("asyncio").addFilter(_not_tls_eof_noise)
 
 T = TypeVar("T")
 _reply_decoder = msgspec.json.Decoder(AnyReply)
@@ -98,17 +91,6 @@ def _quiet_error_cb(component: str) -> Callable[[Exception], Awaitable[None]]:
     return error_cb
 
 
-ROSTER_POLL_S = 1.0
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_mtime_ns, st.st_ino
-
-
 class Bus:
     """A signed connection for one component identity."""
 
@@ -129,29 +111,16 @@ class Bus:
     ) -> None:
         """Re-read the roster at ``path`` whenever it changes (``skyport user add/revoke``):
         a new identity is known, and a revoked one refused, within ``every_s``. Then await
-        ``on_change`` with it (a failure is logged; it runs again at the next change)."""
+        ``on_change`` with it (a failure is logged and retried at the next poll)."""
 
-        async def follow() -> None:
-            seen = _stamp(path)
-            while True:
-                await asyncio.sleep(every_s)
-                now = _stamp(path)
-                if now == seen:
-                    continue
-                seen = now
-                try:
-                    self.verifier = Verifier(Roster.decode(path.read_bytes()))
-                except (OSError, msgspec.MsgspecError, ValueError) as exc:
-                    log.error("%s: roster %s not reloaded: %s", self.component, path, exc)
-                    continue
-                log.info("%s: roster reloaded from %s", self.component, path)
-                if on_change is not None:
-                    try:
-                        await on_change(self.verifier.roster)
-                    except Exception:  # loop boundary: keep following the roster
-                        log.exception("%s: reacting to the new roster failed", self.component)
+        async def use(roster: Roster) -> None:
+            self.verifier = Verifier(roster)
+            if on_change is not None:
+                await on_change(roster)
 
-        self._roster_task = asyncio.create_task(follow(), name="roster")
+        self._roster_task = asyncio.create_task(
+            follow(path, use, self.component, every_s), name="roster"
+        )
 
     @classmethod
     async def connect(
@@ -168,16 +137,26 @@ class Bus:
         own = roster.get(signer.public_key)
         if own is not None:  # replies come to this identity's own inbox, which only it reads
             opts.setdefault("inbox_prefix", inbox_of(own.name))
-        if tls is not None:
+        if tls is not None:  # TLS first, as the server requires (bus.server.write_config)
             opts["tls"] = tls
-        nc = await nats.connect(
-            url,
-            name=f"skyport-{component}",
-            error_cb=_quiet_error_cb(component),
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            **opts,
-        )
+            opts["tls_handshake_first"] = True
+        nc = Client()
+        try:
+            await nc.connect(
+                url,
+                name=f"skyport-{component}",
+                error_cb=_quiet_error_cb(component),
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; a float works
+                **opts,
+            )
+        except BaseException:
+            # nats-py leaves the socket of a failed first connection (a refused TLS handshake)
+            # open, and Client.close() would wait on a connection that never was
+            transport = getattr(nc, "_transport", None)
+            if transport is not None:
+                transport.close()
+            raise
         return cls(nc, signer, roster, component)
 
     async def close(self) -> None:

@@ -3,6 +3,7 @@
 Layout (all under the state directory, ``$SKYPORT_HOME`` or ``$XDG_DATA_HOME/skyport``)::
 
     roster.json            public keys → identities (no secrets)
+    retired.json           names of revoked users (their files stay reachable)
     keys/<name>.seed       one nkey seed per identity, mode 0600
     nats/                  nats-server config, JetStream store, its log
     core/core.db           the event store (SQLite, WAL)
@@ -158,16 +159,56 @@ class StateDir(NamedTuple):
             self._write_roster(Roster([*others, identity]))
         return identity
 
+    def rotate_identity(self, name: str) -> Identity:
+        """Give ``name`` a new key (same name and role); return it. The old seed is replaced
+        in one rename, and the roster names the new key: a running server refuses the old
+        one once its configuration is reloaded."""
+        roster = self.load_roster()
+        found = [i for i in roster.identities() if i.name == name]
+        if not found:
+            raise DeploymentError(f"no identity {name!r} in {self.roster_path}")
+        path = self.seed_path(name)
+        tmp = path.with_name(path.name + ".new")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(new_user_seed())
+        tmp.replace(path)
+        identity = Identity(name=name, role=found[0].role, key=self.load_signer(name).public_key)
+        self._write_roster(Roster([*(i for i in roster.identities() if i.name != name), identity]))
+        return identity
+
     def remove_identity(self, name: str) -> bool:
         """Take ``name`` off the roster and delete its seed; whether it was there. A running
-        server refuses the key once its configuration is reloaded (``bus.server.reload``)."""
+        server refuses the key once its configuration is reloaded (``bus.server.reload``).
+        A user or admin taken off is remembered as retired: their files stay reachable."""
         roster = self.load_roster() if self.roster_path.exists() else Roster([])
-        kept = [i for i in roster.identities() if i.name != name]
-        found = len(kept) < len(roster.identities())
-        if found:
-            self._write_roster(Roster(kept))
+        gone = [i for i in roster.identities() if i.name == name]
+        if gone:
+            if any(i.role in (Role.USER, Role.ADMIN) for i in gone):
+                self._write_retired(sorted({*self.retired_users(), name}))
+            self._write_roster(Roster([i for i in roster.identities() if i.name != name]))
         self.seed_path(name).unlink(missing_ok=True)
-        return found
+        return bool(gone)
+
+    @property
+    def retired_path(self) -> Path:
+        return self.root / "retired.json"
+
+    def retired_users(self) -> list[str]:
+        """Users and admins revoked so far: their jobs' files stay in their buckets, which
+        gates (staging their queued jobs) and admins may still use."""
+        try:
+            return msgspec.json.decode(self.retired_path.read_bytes(), type=list[str])
+        except FileNotFoundError:
+            return []
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DeploymentError(f"{self.retired_path} is damaged: {exc}") from exc
+
+    def _write_retired(self, names: list[str]) -> None:
+        tmp = self.retired_path.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.encode(names))
+        tmp.replace(self.retired_path)
 
     def _write_roster(self, roster: Roster) -> None:
         tmp = self.roster_path.with_suffix(".tmp")

@@ -74,12 +74,14 @@ class QuickRequester:
         except OSError as exc:
             raise QuickConnectError(f"cannot reach NATS at {url}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:  # TLS first: not a byte in plaintext, not even the greeting
+            sock = _secure(sock, self.tls, host, url)
         self._sock = sock
-        info_line = self._read_line(time.monotonic() + self.timeout)
-        if not info_line.startswith(b"INFO "):
-            raise QuickConnectError(f"{url} is not a NATS server")
-        info = json.loads(info_line[5:])
-        sock = self._secure(sock, host, url, required=bool(info.get("tls_required")))
+        try:
+            info = self._greeting(url)
+        except BaseException:
+            sock.close()
+            raise
         connect: dict[str, object] = {
             "verbose": False,
             "pedantic": False,
@@ -96,25 +98,22 @@ class QuickRequester:
         sock.sendall(b"CONNECT " + json.dumps(connect).encode() + CRLF)
         return sock
 
-    def _secure(self, sock: socket.socket, host: str, url: str, required: bool) -> socket.socket:
-        """``sock``, upgraded to TLS when the server requires it, before anything (our key's
-        signature) is sent. Refused when the server and this deployment disagree on TLS."""
-        if required != (self.tls is not None):
-            sock.close()
-            if self.tls is None:
-                raise QuickConnectError(f"{url} requires TLS: this deployment has no CA to trust")
-            # a server (or someone in between) offering plaintext to a TLS deployment
-            raise QuickConnectError(f"{url} does not require TLS, but this deployment uses it")
-        if self.tls is None:
-            return sock
+    def _greeting(self, url: str) -> dict[str, object]:
+        """The server's INFO, refused if it wants TLS and this deployment has none."""
         try:
-            secure = self.tls.wrap_socket(sock, server_hostname=host)
-        except OSError as exc:  # ssl.SSLError included: an untrusted or wrong certificate
-            sock.close()
-            raise QuickConnectError(f"TLS with {url} failed: {exc}") from exc
-        self._buf.clear()  # nothing read in plaintext carries over
-        self._sock = secure
-        return secure
+            info_line = self._read_line(time.monotonic() + self.timeout)
+        except QuickError as exc:
+            if self.tls is not None:
+                raise
+            raise QuickConnectError(
+                f"{url} sent no greeting ({exc}): does it require TLS? This deployment has none"
+            ) from exc
+        if not info_line.startswith(b"INFO "):
+            raise QuickConnectError(f"{url} is not a NATS server")
+        info: dict[str, object] = json.loads(info_line[5:])
+        if self.tls is None and info.get("tls_required"):
+            raise QuickConnectError(f"{url} requires TLS: this deployment has no CA to trust")
+        return info
 
     def close(self) -> None:
         self._sock.close()
@@ -216,6 +215,16 @@ class QuickRequester:
         out = self._buf[:n]
         del self._buf[:n]
         return out
+
+
+def _secure(sock: socket.socket, tls: ssl.SSLContext, host: str, url: str) -> socket.socket:
+    """``sock`` with TLS begun at once, as the server expects (``handshake_first``): a server,
+    or someone in between, that greets in plaintext fails the handshake."""
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except OSError as exc:  # ssl.SSLError included: an untrusted or wrong certificate
+        sock.close()
+        raise QuickConnectError(f"TLS with {url} failed: {exc}") from exc
 
 
 def _parse_headers(block: bytes) -> tuple[str, dict[str, str]]:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -58,6 +59,9 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
             f"  cert_file: {json.dumps(str(cert))}",
             f"  key_file: {json.dumps(str(key))}",
             "  timeout: 2",
+            # TLS before the greeting: nobody in between can strip "tls_required" from it
+            # and have a client send its CONNECT (and signed nonce) in plaintext
+            "  handshake_first: true",
             "}",
         ]
     else:
@@ -70,7 +74,11 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
         raise ServerError(str(exc)) from exc
     if not roster.identities():
         raise ServerError(f"no identities in {state.roster_path}: nobody could connect")
-    users = [_user_entry(i, roster) for i in roster.identities()]
+    try:
+        retired = state.retired_users()
+    except DeploymentError as exc:
+        raise ServerError(str(exc)) from exc
+    users = [_user_entry(i, roster, retired) for i in roster.identities()]
     nats_dir = state_dir / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True)
     conf = nats_dir / "nats-server.conf"
@@ -113,10 +121,12 @@ def check_listen(state: StateDir, host: str) -> None:
         )
 
 
-def permissions(identity: Identity, roster: Roster) -> tuple[list[str], list[str]]:
+def permissions(
+    identity: Identity, roster: Roster, retired: Collection[str] = ()
+) -> tuple[list[str], list[str]]:
     """The subjects ``identity`` may publish to and subscribe to: what its role needs and no
-    more (docs/security.md explains each line). ``roster`` names the users whose files
-    buckets gates and admins may use."""
+    more (docs/security.md explains each line). The users of ``roster`` and the ``retired``
+    (revoked) ones own the files buckets that gates and admins may use."""
     inbox = [f"{subjects.inbox_of(identity.name)}.>"]  # its own replies, no one else's
     match identity.role:
         case Role.CORE:
@@ -124,17 +134,18 @@ def permissions(identity: Identity, roster: Roster) -> tuple[list[str], list[str
         case Role.SCHEDULER:
             return _scheduler_publish(), inbox
         case Role.GATE:
-            return _gate_publish(identity.name, roster), inbox
+            return _gate_publish(identity.name, _file_owners(roster, retired)), inbox
         case Role.USER:
             return _user_publish(identity.name, [identity.name]), inbox
         case Role.ADMIN:
-            return _user_publish("*", _file_owners(roster)), inbox
+            return _user_publish("*", _file_owners(roster, retired)), inbox
         case _:
             assert_never(identity.role)
 
 
-def _file_owners(roster: Roster) -> list[str]:
-    return sorted({i.name for i in roster.identities() if i.role in (Role.USER, Role.ADMIN)})
+def _file_owners(roster: Roster, retired: Collection[str]) -> list[str]:
+    users = {i.name for i in roster.identities() if i.role in (Role.USER, Role.ADMIN)}
+    return sorted(users | set(retired))
 
 
 def _core_publish() -> list[str]:
@@ -168,7 +179,7 @@ def _scheduler_publish() -> list[str]:
     ]
 
 
-def _gate_publish(gate: str, roster: Roster) -> list[str]:
+def _gate_publish(gate: str, file_owners: list[str]) -> list[str]:
     durable = subjects.gate_commands_consumer(gate)
     commands = subjects.STREAM_GATE_COMMANDS
     return [
@@ -182,7 +193,7 @@ def _gate_publish(gate: str, roster: Roster) -> list[str]:
         f"$JS.API.CONSUMER.MSG.NEXT.{commands}.{durable}",
         f"$JS.ACK.{commands}.{durable}.>",
         _FLOW_CONTROL,
-        *_buckets_grants(_file_owners(roster)),  # the files of whichever user's job it runs
+        *_buckets_grants(file_owners),  # the files of whichever user's job it runs
     ]
 
 
@@ -225,9 +236,9 @@ def _bucket_grants(owner: str) -> list[str]:
     ]
 
 
-def _user_entry(identity: Identity, roster: Roster) -> str:
+def _user_entry(identity: Identity, roster: Roster, retired: Collection[str]) -> str:
     """One ``authorization.users`` entry of the server configuration."""
-    publish, subscribe = permissions(identity, roster)
+    publish, subscribe = permissions(identity, roster, retired)
     return (
         f"    {{nkey: {json.dumps(identity.key)}, permissions: {{"
         f"publish: {{allow: {json.dumps(publish)}}}, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -56,12 +57,20 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _not_eof_noise(record: logging.LogRecord) -> bool:
+    # nats-py's protocol answers eof_received() with True, which asyncio's TLS transport
+    # ignores and reports at every close of a TLS connection: noise, not a fault.
+    return not str(record.msg).startswith("returning true from eof_received()")
+
+
 def client_context(state: StateDir) -> ssl.SSLContext | None:
     """A client context that trusts only the deployment's CA and checks the server's name;
     None when the deployment has no TLS."""
     if not has_tls(state):
         return None
     import ssl
+
+    logging.getLogger("asyncio").addFilter(_not_eof_noise)  # adding it again is a no-op
 
     try:
         return ssl.create_default_context(cafile=str(state.ca_cert_path))

@@ -30,3 +30,19 @@ def pub(subject: str) -> bytes:
 
 def sub(subject: str) -> bytes:
     return f"SUB {subject} 1\r\n".encode()
+
+
+def plaintext_attempt(url: str, signer: Signer) -> bytes:
+    """Speak plaintext NATS to ``url`` without waiting for a greeting (CONNECT with
+    ``signer``'s key, then PING): everything the server sends back until it closes."""
+    host, port = url.split("://")[-1].rsplit(":", 1)
+    connect = {"verbose": False, "protocol": 1, "nkey": signer.public_key}
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+        answer = b""
+        try:
+            while chunk := sock.recv(1 << 16):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        return answer

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+_Commands = argparse._SubParsersAction  # what add_subparsers() returns (generic when typed)
 
 # command → (module, function)
 HANDLERS: dict[str, tuple[str, str]] = {
@@ -128,7 +129,13 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
         "$SKYPORT_CREDENTIALS, else --identity)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_deployment_commands(sub)
+    _add_job_commands(sub, submit_options)
+    _add_user_commands(sub)
+    return parser
 
+
+def _add_deployment_commands(sub: _Commands[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "init",
         help="create the deployment's keys, roster and server configuration (up does it too)",
@@ -169,6 +176,8 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="what runs: NATS URL, state dir, components")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+
+def _add_job_commands(sub: _Commands[argparse.ArgumentParser], submit_options: bool) -> None:
     p = sub.add_parser("submit", help="submit a job script")
     p.add_argument("script", metavar="SCRIPT", help="the job script (with #SKYPORT directives)")
     mode = p.add_mutually_exclusive_group()
@@ -217,7 +226,9 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("job", metavar="JOB")
     p.add_argument("dest", metavar="DEST", nargs="?", default=".", help="directory (default .)")
 
-    p = sub.add_parser("user", help="add, list or revoke the users of the deployment")
+
+def _add_user_commands(sub: _Commands[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("user", help="add, list, revoke or re-key the users of the deployment")
     users = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     q = users.add_parser("add", help="create a user; print the path of its credentials file")
     q.add_argument("name", metavar="NAME")
@@ -226,7 +237,10 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print JSON")
     q = users.add_parser("revoke", help="remove a user; its connections are dropped")
     q.add_argument("name", metavar="NAME")
-    return parser
+    q = users.add_parser(
+        "rotate", help="give a user a new key; print the new credentials file (the old is void)"
+    )
+    q.add_argument("name", metavar="NAME")
 
 
 def _handler(command: str) -> Callable[..., int]:

@@ -144,7 +144,8 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def events(ctx: Context, args: argparse.Namespace) -> int:
-    owner = "*" if args.all_users else ctx.user
+    # one job: whoever owns it (core refuses a user another's); else the user's own jobs
+    owner = "*" if args.all_users else (None if args.job else ctx.user)
 
     async def run() -> int:
         async with await _client(ctx) as client:

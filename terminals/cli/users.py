@@ -1,4 +1,4 @@
-"""``skyport user add|list|revoke``: the people who may use a deployment (issue 3).
+"""``skyport user add|list|revoke|rotate``: the people who may use a deployment.
 
 Run by the operator, on the state directory: a user is a key in ``keys/``, an entry of the
 roster, and a credentials file (the nkey seed, mode 0600) to hand to that person. Adding
@@ -35,6 +35,8 @@ def user(ctx: Context, args: argparse.Namespace) -> int:
             return _add(ctx, args.name, Role.ADMIN if args.admin else Role.USER)
         case "revoke":
             return _revoke(ctx, args.name)
+        case "rotate":
+            return _rotate(ctx, args.name)
         case _:
             return _list(ctx, args.json)
 
@@ -46,12 +48,45 @@ def _add(ctx: Context, name: str, role: Role) -> int:
         state.ensure_identity(name, role)
     except DeploymentError as exc:
         raise ClientError(str(exc)) from exc
+    _reload(state)
+    print(os.fspath(_write_credentials(state, name)))
+    return 0
+
+
+def _write_credentials(state: StateDir, name: str) -> os.PathLike[str]:
+    """The credentials file of ``name`` (its seed, 0600), written beside and renamed in."""
     creds = credentials_path(state, name)
     folder = state.root / "credentials"
     folder.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = folder / f".{name}.nk.new"
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(state.seed_path(name).read_bytes())
+    tmp.replace(creds)
+    return creds
+
+
+def _person(state: StateDir, name: str) -> None:
+    """UsageError unless ``name`` is a user or admin of the roster (ClientError if absent)."""
+    check_token("user name", name)
+    found = [i for i in state.load_roster().identities() if i.name == name]
+    if not found:
+        raise ClientError(f"no user {name!r} in {state.roster_path}")
+    if any(i.role not in PEOPLE for i in found):
+        raise UsageError(f"{name!r} is a {found[0].role} identity, not a user")
+
+
+def _rotate(ctx: Context, name: str) -> int:
+    """A new key for a user: the new credentials file replaces the old, which stops working
+    at the reload (their connections are dropped), while their jobs and files stay theirs."""
+    state = ctx.state
+    _person(state, name)
+    try:
+        state.rotate_identity(name)
+    except DeploymentError as exc:
+        raise ClientError(str(exc)) from exc
+    creds = _write_credentials(state, name)
     _reload(state)
     print(os.fspath(creds))
     return 0
@@ -59,13 +94,7 @@ def _add(ctx: Context, name: str, role: Role) -> int:
 
 def _revoke(ctx: Context, name: str) -> int:
     state = ctx.state
-    check_token("user name", name)
-    roster = state.load_roster()
-    found = [i for i in roster.identities() if i.name == name]
-    if not found:
-        raise ClientError(f"no user {name!r} in {state.roster_path}")
-    if any(i.role not in PEOPLE for i in found):
-        raise UsageError(f"{name!r} is a {found[0].role} identity, not a user")
+    _person(state, name)
     if name == ctx.user:
         raise UsageError(f"{name!r} is who you are acting as; revoke it as another admin")
     state.remove_identity(name)

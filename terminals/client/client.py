@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from pathlib import Path
 from typing import TypeVar
@@ -208,14 +208,19 @@ class Client:
             who = "every user" if owner == "*" else f"user {owner!r}"
             raise ClientError(f"{self.user} is not an admin: cannot read the jobs of {who}")
 
-    def events(
+    async def events(
         self, follow: bool = False, owner: str | None = None, job_id: str = "*"
-    ) -> AsyncIterator[AnyJobEvent]:
+    ) -> AsyncGenerator[AnyJobEvent, None]:
         """The verified job events (of one job, one owner's jobs, or with ``owner="*"`` every
-        job: admins only), oldest first; ``owner`` defaults to the user."""
-        owner = self.user if owner is None else owner
+        job: admins only), oldest first. ``owner`` defaults to the job's owner for one job,
+        else to the user."""
+        if owner is None:
+            owner = (await self.job(job_id)).summary.owner if job_id != "*" else self.user
         self._check_readable(owner)
-        return self._replay(subjects.job_events_of(owner, job_id), _event_decoder, follow)
+        filter_subject = subjects.job_events_of(owner, job_id)
+        async with aclosing(self._replay(filter_subject, _event_decoder, follow)) as events:
+            async for event in events:
+                yield event
 
     async def logs(
         self, job_id: str, owner: str | None = None, follow: bool = False
@@ -294,5 +299,7 @@ class Client:
                 await get_file(self.bus.js, bucket, out.obj, target, out.sha256)
             except ObjectError as exc:
                 raise StagingError(str(exc)) from exc
+            except TimeoutError as exc:  # the server said nothing: down, or not ours to read
+                raise StagingError(f"no answer fetching {out.name!r} from {bucket}") from exc
             written.append(target)
         return written

@@ -11,7 +11,7 @@ import pytest
 from bus import server
 from bus.deployment import StateDir
 from schemas.roster import Role
-from tests.rawproto import handshake
+from tests.rawproto import plaintext_attempt
 from tests.terminals.fakecore import pretend_running
 from tests.terminals.test_cli import run
 
@@ -58,8 +58,8 @@ async def test_init_tls_makes_the_server_refuse_plaintext(tmp_path: Path) -> Non
     srv = server.start(state.root)
     try:
         assert srv.url.startswith("tls://")
-        plain = srv.url.replace("tls://", "nats://")
-        assert handshake(plain, state.load_signer("alice")) == ""  # closed, nothing answered
+        # no greeting in plaintext, nothing answered to a plaintext CONNECT
+        assert plaintext_attempt(srv.url, state.load_signer("alice")) == b""
     finally:
         srv.stop()
 
