@@ -1,4 +1,5 @@
-"""The over-commit guard: does an allocation fit a gate's nodes beside the active jobs? Pure.
+"""The over-commit guard (does an allocation fit a gate's nodes beside the active jobs?)
+and the offers of the gates (their nodes, prices and what is held of them). Pure.
 
 Core trusts the scheduler's placements only as far as the gates' reported capacity goes: a
 placement naming an unknown node, a host other than the node's, a GPU the node does not have,
@@ -8,9 +9,11 @@ already on it, is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from schemas.commands import GateOffer, NodeOffer
+from schemas.gate import GateCapacity
 from schemas.jobs import Allocation, NodeShape
 
 
@@ -79,3 +82,29 @@ def misfit(alloc: Allocation, nodes: dict[str, NodeShape] | None, usage: Usage) 
         ):
             return f"over-commits node {share.node}"
     return None
+
+
+def offers(
+    gates: Mapping[str, GateCapacity], allocations: Iterable[Allocation], now: float
+) -> tuple[GateOffer, ...]:
+    """Every gate core has heard of, by name: its nodes with what ``allocations`` (the active
+    jobs') hold of each, and whether its heartbeat is recent enough at ``now``."""
+    usage = usage_of(allocations)
+    out: list[GateOffer] = []
+    for name in sorted(gates):
+        cap = gates[name]
+        nodes = []
+        for shape in cap.nodes:
+            use = usage.get((name, shape.name), NodeUse())
+            nodes.append(
+                NodeOffer(
+                    node=shape,
+                    used_cpus=use.cpus,
+                    used_memory_mb=use.memory_mb,
+                    used_gpus=use.gpu_count,
+                )
+            )
+        out.append(
+            GateOffer(gate=cap.gate, live=cap.live_at(now), last_seen=cap.at, nodes=tuple(nodes))
+        )
+    return tuple(out)

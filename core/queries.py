@@ -1,12 +1,17 @@
-"""Core's query side: job listings and one job's detail, read from the projection tables.
+"""Core's query side: job listings and one job's detail, read from the projection tables,
+and the gates' offers, from what core keeps in memory.
 
-Users see only their own jobs; admins and the scheduler see all. Reads run in worker threads
+Users see only their own jobs; admins and the scheduler see all. Every identity that may
+query sees the offers (as every Slurm user sees ``sinfo``). Reads run in worker threads
 on their own connections (SQLite WAL lets them run beside the writer). A page stops at
 ``limit`` jobs or ``PAGE_BUDGET`` bytes of summaries, whichever comes first; ``next_after``
 tells the client where to go on.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import assert_never
 
 import msgspec
 
@@ -18,10 +23,13 @@ from schemas import subjects
 from schemas.commands import (
     AnyQuery,
     AnyReply,
+    GateOffer,
     GetJob,
     JobDetail,
     JobPage,
     ListJobs,
+    ListOffers,
+    OfferList,
     RejectCode,
     Rejected,
 )
@@ -37,10 +45,11 @@ PAGE_BUDGET = 2 * 1024 * 1024
 
 
 class Queries:
-    """Answers ListJobs and GetJob."""
+    """Answers ListJobs, GetJob and ListOffers (``offers`` makes the gates' offers now)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, offers: Callable[[], tuple[GateOffer, ...]]) -> None:
         self.store = store
+        self.offers = offers
 
     async def handle(self, msg: Incoming[AnyQuery]) -> AnyReply:
         query = msg.body
@@ -50,9 +59,15 @@ class Queries:
                 to=query.id, code=RejectCode.BAD_REQUEST, detail=f"{type(query).__name__} on {what}"
             )
         only = msg.sender.name if msg.sender.role is Role.USER else None
-        if isinstance(query, ListJobs):
-            return await self.list_jobs(query, only)
-        return await self.get_job(query, only)
+        match query:
+            case ListJobs():
+                return await self.list_jobs(query, only)
+            case GetJob():
+                return await self.get_job(query, only)
+            case ListOffers():
+                return OfferList(to=query.id, gates=self.offers())
+            case _:
+                assert_never(query)
 
     async def list_jobs(self, query: ListJobs, only: str | None) -> AnyReply:
         """A page of summaries in job id order; ``only`` restricts a user to their own jobs."""

@@ -26,6 +26,7 @@ from core.batch import (
     decide_gate_event,
     inbox_key,
 )
+from core.capacity import offers
 from core.job import Actor, job_number
 from core.queries import Queries
 from core.relay import Relay
@@ -35,6 +36,7 @@ from schemas.commands import (
     AnyCommand,
     AnyQuery,
     AnyReply,
+    GateOffer,
     PlaceJobs,
     RejectCode,
     Rejected,
@@ -94,7 +96,7 @@ class CoreService:
         self.queue: asyncio.Queue[Work] = asyncio.Queue()
         self.committed = asyncio.Event()
         self.ready = asyncio.Event()
-        self.queries = Queries(store)
+        self.queries = Queries(store, self._offers)
         self.relay = Relay(bus, store, self.committed)
         self.batches = 0
         self._busy = False
@@ -145,6 +147,11 @@ class CoreService:
             await _cancel([writer])
         refused = dict(sorted(self.bus.refusals.items()))
         log.info("core stopped after %d batches; messages refused: %s", self.batches, refused)
+
+    def _offers(self) -> tuple[GateOffer, ...]:
+        """The gates' offers from the committed state (what a query may see)."""
+        held = (j.allocation for j in self.state.jobs.values() if j.on_gate and j.allocation)
+        return offers(self.state.gates, held, time.time())
 
     async def _drain(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout

@@ -50,17 +50,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cpus", type=int, help="cpus per node")
     p.add_argument("--memory-mb", type=int, help="memory per node (MiB)")
     p.add_argument("--gpus", type=int, help="GPUs per node")
+    p.add_argument(
+        "--price", type=_price, default=0.0, help="price per node-hour of its nodes (default 0)"
+    )
     p.add_argument("--capacity-interval", type=float, default=5.0, help="heartbeat period (s)")
     p.add_argument("--timeout-grace", type=float, default=10.0, help="SIGTERM→SIGKILL (s)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
 
+def _price(text: str) -> float:
+    from schemas.jobs import parse_price
+
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 async def serve(args: argparse.Namespace) -> None:
     name = args.name or args.gate
     state = StateDir(Path(args.state_dir))
     factory = load_plugin(args.gate)
-    gate = factory(name, GateOptions(args.nodes, args.cpus, args.memory_mb, args.gpus))
+    options = GateOptions(args.nodes, args.cpus, args.memory_mb, args.gpus, args.price)
+    gate = factory(name, options)
     settings = RunnerSettings(
         capacity_interval_s=args.capacity_interval, timeout_grace_s=args.timeout_grace
     )

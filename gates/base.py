@@ -124,6 +124,7 @@ class GateOptions:
     cpus: int | None = None
     memory_mb: int | None = None
     gpus: int | None = None
+    price_per_hour: float = 0.0  # of each node (the local gate's are free unless told)
 
 
 class Gate(Protocol):

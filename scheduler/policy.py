@@ -9,8 +9,10 @@ Rules of the greedy pass:
 
 * Jobs are taken by priority (highest first), then FIFO by numeric job id.
 * A job gets ``spec.nodes`` distinct nodes of one gate, each with its cpus, memory and GPUs
-  free, or nothing (gang placement). ``spec.gate`` restricts the gate. Nodes are chosen by
-  best fit (fewest free cpus left).
+  free, or nothing (gang placement). ``spec.gate`` restricts the gate. Among the gates where
+  it can start now, the one whose chosen nodes cost least per hour wins (ties: gate name);
+  a job is never made to wait for a cheaper gate. Nodes are chosen by best fit (fewest free
+  cpus left).
 * The first job that does not fit gets a reservation (EASY backfill); later jobs start only
   if they cannot delay it. A job no live gate could ever hold is skipped, so it blocks nobody.
 * Held, in-flight and excluded (backing-off) jobs are not placed; in-flight placements count
@@ -126,21 +128,29 @@ class _Pass:
         key = (spec.gate, spec.nodes, need, res is not None, ends_in_time)
         if key in self.failed:
             return None  # free capacity only shrinks during a pass
-        for pool in pools:
+        best: tuple[float, GatePool, list[int], bool] | None = None
+        for pool in pools:  # every gate where it starts now; the cheapest wins, then by name
             guarded = res is not None and not ends_in_time and res.gate == pool.gate
             admit = (lambda i: res.admits(i, need)) if guarded and res is not None else None
             chosen = pool.find(need, spec.nodes, admit)
             if chosen is None:
                 continue
-            shares = tuple(pool.take(i, need) for i in chosen)
-            if guarded and res is not None:
-                for i in chosen:
-                    res.charge(i, need)
-            allocation = Allocation(gate=pool.gate, nodes=shares)
-            self.releases.append(Release(end, pool.gate, shares))
-            return Placement(job_id=job.job_id, attempt=job.attempt, allocation=allocation)
-        self.failed.add(key)
-        return None
+            price = sum(pool.nodes[i].shape.price_per_hour for i in chosen)
+            if best is None or price < best[0]:
+                best = (price, pool, chosen, guarded)
+                if price == 0:
+                    break  # nothing is cheaper than free
+        if best is None:
+            self.failed.add(key)
+            return None
+        _, pool, chosen, guarded = best
+        shares = tuple(pool.take(i, need) for i in chosen)
+        if guarded and res is not None:
+            for i in chosen:
+                res.charge(i, need)
+        allocation = Allocation(gate=pool.gate, nodes=shares)
+        self.releases.append(Release(end, pool.gate, shares))
+        return Placement(job_id=job.job_id, attempt=job.attempt, allocation=allocation)
 
 
 greedy: Planner = plan

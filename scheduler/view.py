@@ -29,6 +29,7 @@ from schemas.events import (
     JobSubmitted,
 )
 from schemas.gate import (
+    LIVENESS_INTERVALS,
     AnyGateEvent,
     GateCapacity,
     RunEnded,
@@ -38,9 +39,6 @@ from schemas.gate import (
 )
 from schemas.ids import GateName, JobId, UserName
 from schemas.jobs import Allocation, JobSpec, NodeShape
-
-LIVENESS_INTERVALS = 3.0
-"""A gate is live while its last heartbeat is at most this many intervals old."""
 
 _NOT_NUMERIC = 1 << 62
 

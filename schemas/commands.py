@@ -12,8 +12,16 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from schemas.ids import JobId, MessageId, PlanId, UserName
-from schemas.jobs import Allocation, JobSpec, JobState, JobSummary, StagedOutput, Transition
+from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
+from schemas.jobs import (
+    Allocation,
+    JobSpec,
+    JobState,
+    JobSummary,
+    NodeShape,
+    StagedOutput,
+    Transition,
+)
 
 MAX_PAGE = 10_000
 # Job ids are core's sequence numbers; a command naming anything else is malformed.
@@ -87,7 +95,11 @@ class GetJob(Query, frozen=True, kw_only=True, tag="get_job"):
     job_id: JobRef
 
 
-AnyQuery = ListJobs | GetJob
+class ListOffers(Query, frozen=True, kw_only=True, tag="list_offers"):
+    """What every gate offers: its nodes with their prices, and what active jobs hold."""
+
+
+AnyQuery = ListJobs | GetJob | ListOffers
 
 
 class RejectCode(StrEnum):
@@ -141,7 +153,29 @@ class JobDetail(Reply, frozen=True, kw_only=True, tag="job_detail"):
     history: tuple[Transition, ...] = ()
 
 
-AnyReply = Accepted | Rejected | PlaceReply | JobPage | JobDetail
+class NodeOffer(msgspec.Struct, frozen=True, kw_only=True):
+    """One node of a gate and what the active jobs hold of it."""
+
+    node: NodeShape
+    used_cpus: int = 0
+    used_memory_mb: int = 0
+    used_gpus: int = 0
+
+
+class GateOffer(msgspec.Struct, frozen=True, kw_only=True):
+    """A gate as core last heard of it: ``live`` while its heartbeats keep coming."""
+
+    gate: GateName
+    live: bool
+    last_seen: float
+    nodes: tuple[NodeOffer, ...] = ()
+
+
+class OfferList(Reply, frozen=True, kw_only=True, tag="offer_list"):
+    gates: tuple[GateOffer, ...] = ()
+
+
+AnyReply = Accepted | Rejected | PlaceReply | JobPage | JobDetail | OfferList
 
 
 def answers(reply: AnyReply, request_id: MessageId) -> bool:

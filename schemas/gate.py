@@ -57,11 +57,20 @@ class GateEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     gate: GateName
 
 
+LIVENESS_INTERVALS = 3.0
+"""A gate is live while its last heartbeat is at most this many intervals old."""
+
+
 class GateCapacity(GateEvent, frozen=True, kw_only=True, tag="gate_capacity"):
-    """The nodes a gate has, sent at start and periodically (a heartbeat)."""
+    """The nodes a gate has (with their prices), sent at start and periodically (a
+    heartbeat)."""
 
     nodes: tuple[NodeShape, ...]
     interval_s: float = 10.0
+
+    def live_at(self, now: float) -> bool:
+        """Whether the gate still counts as up at ``now``, by this heartbeat."""
+        return now - self.at <= LIVENESS_INTERVALS * self.interval_s
 
 
 class RunEvent(GateEvent, frozen=True, kw_only=True):

@@ -32,6 +32,21 @@ Count = Annotated[int, Meta(ge=1, le=4096)]
 Nodes = Annotated[int, Meta(ge=1, le=1024)]
 Gpus = Annotated[int, Meta(ge=0, le=64)]
 MemoryMb = Annotated[int, Meta(ge=0, le=64 * 1024 * 1024)]
+MAX_PRICE = 1_000_000.0
+Price = Annotated[float, Meta(ge=0, le=MAX_PRICE)]  # per node-hour; NaN and ∞ are refused
+
+
+def parse_price(text: str) -> float:
+    """A price per node-hour from a command line; ValueError saying why not."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not 0 <= value <= MAX_PRICE:  # also refuses NaN
+        raise ValueError(f"{text} is not a price between 0 and {MAX_PRICE:g}")
+    return value
+
+
 Seconds = Annotated[int, Meta(ge=1, le=MAX_TIME_LIMIT_S)]
 Priority = Annotated[int, Meta(ge=-10_000, le=10_000)]
 JobName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
@@ -199,13 +214,15 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class NodeShape(msgspec.Struct, frozen=True, kw_only=True):
-    """One node a gate offers: a name unique in the gate and its resources."""
+    """One node a gate offers: a name unique in the gate, its resources, and its price per
+    node-hour (in the deployment's currency unit; 0 for a node that costs nothing)."""
 
     name: str
     cpus: Annotated[int, Meta(ge=1, le=MAX_NODE_CPUS)]
     memory_mb: MemoryMb
     gpus: Gpus = 0
     host: str = "localhost"
+    price_per_hour: Price = 0.0
 
 
 class NodeAllocation(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,10 +11,12 @@ from typing import NamedTuple
 
 from schemas.commands import (
     AnyCommand,
+    AnyQuery,
     CancelJob,
     GetJob,
     HoldJob,
     ListJobs,
+    ListOffers,
     PlaceJobs,
     ReleaseJob,
     RequeueJob,
@@ -37,6 +39,7 @@ class CoreVerb(StrEnum):
 class CoreQueryName(StrEnum):
     JOBS = "jobs"
     JOB = "job"
+    OFFERS = "offers"
 
 
 VERB_OF: dict[type[AnyCommand], CoreVerb] = {
@@ -47,9 +50,10 @@ VERB_OF: dict[type[AnyCommand], CoreVerb] = {
     ReleaseJob: CoreVerb.RELEASE,
     PlaceJobs: CoreVerb.PLACE,
 }
-QUERY_OF: dict[type[ListJobs | GetJob], CoreQueryName] = {
+QUERY_OF: dict[type[AnyQuery], CoreQueryName] = {
     ListJobs: CoreQueryName.JOBS,
     GetJob: CoreQueryName.JOB,
+    ListOffers: CoreQueryName.OFFERS,
 }
 
 # JetStream streams; every user has an object-store bucket of their own (``files_bucket``).
@@ -98,7 +102,7 @@ def core_query(what: CoreQueryName) -> str:
     return f"{ROOT}.query.core.{what.value}"
 
 
-def query_subject(query: ListJobs | GetJob) -> str:
+def query_subject(query: AnyQuery) -> str:
     return core_query(QUERY_OF[type(query)])
 
 

@@ -2,7 +2,8 @@
 
 Defaults: one node with all of this host's cpus and memory and no GPUs. With ``--nodes N``
 and no sizes, the host's cpus and memory are split evenly between the N nodes. Node names
-are ``local-0`` … ``local-<N-1>``; their host is ``localhost``.
+are ``local-0`` … ``local-<N-1>``; their host is ``localhost``; each costs ``--price`` per
+node-hour (default 0).
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ def virtual_nodes(
     memory = options.memory_mb if options.memory_mb is not None else host_memory // count
     gpus = options.gpus or 0
     return tuple(
-        NodeShape(name=f"{name}-{i}", cpus=cpus, memory_mb=memory, gpus=gpus, host="localhost")
+        NodeShape(
+            name=f"{name}-{i}",
+            cpus=cpus,
+            memory_mb=memory,
+            gpus=gpus,
+            host="localhost",
+            price_per_hour=options.price_per_hour,
+        )
         for i in range(count)
     )
 

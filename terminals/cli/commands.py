@@ -1,4 +1,5 @@
-"""Request/reply commands: jobs, show, cancel, requeue, hold, release. Quick path only.
+"""Request/reply commands: jobs, show, offers, cancel, requeue, hold, release. Quick path
+only.
 
 These never import ``nats`` or asyncio: ``skyport jobs`` must answer as fast as a person types.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from schemas.commands import Accepted, JobDetail, JobPage
+from schemas.commands import Accepted, JobDetail, JobPage, OfferList
 from schemas.ids import JobId
 from schemas.jobs import JobState, JobSummary
 from terminals.cli import render
@@ -42,6 +43,13 @@ def jobs(ctx: Context, args: argparse.Namespace) -> int:
 def show(ctx: Context, args: argparse.Namespace) -> int:
     detail = ctx.ask(requests.get_job(args.job), JobDetail)
     print(render.to_json(detail) if args.json else render.job_detail(detail))
+    return 0
+
+
+def offers(ctx: Context, args: argparse.Namespace) -> int:
+    """What every gate offers: nodes, what is free of them, and their price per node-hour."""
+    gates = ctx.ask(requests.list_offers(), OfferList).gates
+    print(render.to_json(gates) if args.json else render.offers_table(gates))
     return 0
 
 

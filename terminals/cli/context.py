@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from bus.deployment import DeploymentError, DeploymentInfo, StateDir
-from schemas.commands import Accepted, AnyCommand, GetJob, JobDetail, JobPage, ListJobs
+from schemas.commands import Accepted, AnyCommand, AnyQuery, JobDetail, JobPage, OfferList
 from schemas.subjects import command_subject, query_subject
 from terminals.client import requests
 from terminals.client.errors import ClientError, NotRunningError
 from terminals.client.locate import Credentials, running
 
-R = TypeVar("R", Accepted, JobPage, JobDetail)
+R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList)
 
 
 class Context:
@@ -57,13 +57,13 @@ class Context:
         self._info = info
         return info
 
-    def ask(self, msg: AnyCommand | ListJobs | GetJob, kind: type[R], timeout: float = 10.0) -> R:
+    def ask(self, msg: AnyCommand | AnyQuery, kind: type[R], timeout: float = 10.0) -> R:
         """Send a command or query to core over the quick path; the reply as ``kind``."""
         from bus.quick import QuickConnectError, QuickError, QuickTimeoutError, request
         from bus.tls import client_context
 
         info = self.deployment()
-        subject = query_subject(msg) if isinstance(msg, ListJobs | GetJob) else command_subject(msg)
+        subject = query_subject(msg) if isinstance(msg, AnyQuery) else command_subject(msg)
         try:
             signer, roster = self.credentials().signer(), self.state.load_roster()
             tls = client_context(self.state)

@@ -51,6 +51,7 @@ def gate_args(args: argparse.Namespace) -> list[str]:
         ("--nodes", args.nodes),
         ("--cpus", args.cpus),
         ("--memory-mb", args.memory_mb),
+        ("--price", args.price),
     ):
         if value is not None:
             out += [flag, str(value)]

@@ -25,6 +25,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "submit": ("streams", "submit"),
     "jobs": ("commands", "jobs"),
     "show": ("commands", "show"),
+    "offers": ("commands", "offers"),
     "logs": ("streams", "logs"),
     "cancel": ("commands", "control"),
     "requeue": ("commands", "control"),
@@ -63,6 +64,15 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def _price(text: str) -> float:
+    from schemas.jobs import parse_price
+
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -164,6 +174,9 @@ def _add_deployment_commands(sub: _Commands[argparse.ArgumentParser]) -> None:
     p.add_argument("--cpus", type=_positive, help="CPUs per virtual node of the local gate")
     p.add_argument("--memory-mb", type=_positive, help="memory (MB) per virtual node")
     p.add_argument(
+        "--price", type=_price, help="price per node-hour of the local gate's nodes (default 0)"
+    )
+    p.add_argument(
         "--listen",
         type=_listen,
         metavar="HOST[:PORT]",
@@ -201,6 +214,11 @@ def _add_job_commands(sub: _Commands[argparse.ArgumentParser], submit_options: b
     p = sub.add_parser("show", help="one job in detail, with its transition history")
     p.add_argument("job", metavar="JOB")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser(
+        "offers", help="what every gate offers: nodes, what is free, price per node-hour"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON (a list of gate offers)")
 
     p = sub.add_parser("logs", help="a job's output (stdout, stderr, Sky Port messages)")
     p.add_argument("job", metavar="JOB")

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.commands import JobDetail
+from schemas.commands import GateOffer, JobDetail
 from schemas.jobs import JobSummary
 
 _encoder = msgspec.json.Encoder()
@@ -113,3 +113,27 @@ def job_detail(detail: JobDetail) -> str:
     )
     lines.append(table(("SEQ", "AT", "EVENT", "STATE", "REASON", "DETAIL"), rows))
     return "\n".join(lines)
+
+
+def offers_table(gates: Sequence[GateOffer]) -> str:
+    """One row per node: free/total cpus, memory and GPUs, price per node-hour, gate state."""
+    if not gates:
+        return "no gates have reported"
+    rows = []
+    for gate in gates:
+        state = "up" if gate.live else f"down since {when(gate.last_seen)}"
+        for offer in gate.nodes:
+            n = offer.node
+            rows.append(
+                [
+                    gate.gate,
+                    n.name,
+                    f"{n.cpus - offer.used_cpus}/{n.cpus}",
+                    f"{n.memory_mb - offer.used_memory_mb}/{n.memory_mb}",
+                    f"{n.gpus - offer.used_gpus}/{n.gpus}",
+                    f"{n.price_per_hour:g}",
+                    state,
+                ]
+            )
+    header = ["GATE", "NODE", "CPUS", "MEMORY_MB", "GPUS", "PRICE/H", "STATE"]
+    return table(header, rows)

@@ -20,7 +20,15 @@ from bus.deployment import DeploymentError
 from bus.objects import BucketMissingError, ObjectError, get_file, put_file
 from bus.tls import client_context
 from schemas import subjects
-from schemas.commands import Accepted, AnyReply, GetJob, JobDetail, JobPage, ListJobs
+from schemas.commands import (
+    Accepted,
+    AnyQuery,
+    AnyReply,
+    GateOffer,
+    JobDetail,
+    JobPage,
+    OfferList,
+)
 from schemas.events import AnyJobEvent, JobCancelled, JobCompleted, JobFailed
 from schemas.gate import LogChunk
 from schemas.ids import JobId
@@ -128,7 +136,7 @@ class Client:
     async def release(self, job_id: str) -> str:
         return await self._control("release", job_id)
 
-    async def _query(self, query: ListJobs | GetJob) -> AnyReply:
+    async def _query(self, query: AnyQuery) -> AnyReply:
         return await self._ask(subjects.query_subject(query), query)
 
     async def jobs(
@@ -148,6 +156,10 @@ class Client:
             if page.next_after is None or not page.jobs:
                 return found
             after = page.next_after
+
+    async def offers(self) -> tuple[GateOffer, ...]:
+        """What every gate offers: its nodes with prices, and what active jobs hold."""
+        return requests.expect(await self._query(requests.list_offers()), OfferList).gates
 
     async def job(self, job_id: str) -> JobDetail:
         """Everything about one job, with its transition history."""

@@ -19,6 +19,8 @@ from schemas.commands import (
     JobDetail,
     JobPage,
     ListJobs,
+    ListOffers,
+    OfferList,
     RejectCode,
     Rejected,
     ReleaseJob,
@@ -29,7 +31,7 @@ from schemas.ids import JobId, UserName, new_message_id
 from schemas.jobs import JobSpec, JobState
 from terminals.client.errors import ProtocolError, RejectedError, UnknownJobError
 
-R = TypeVar("R", Accepted, JobPage, JobDetail)
+R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList)
 
 JobCommand = CancelJob | RequeueJob | HoldJob | ReleaseJob
 JOB_COMMANDS: dict[str, type[JobCommand]] = {
@@ -73,6 +75,10 @@ _FINISHED = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}
 
 def get_job(job_id: str) -> GetJob:
     return GetJob(id=new_message_id(), at=time.time(), job_id=JobId(job_id))
+
+
+def list_offers() -> ListOffers:
+    return ListOffers(id=new_message_id(), at=time.time())
 
 
 def expect(reply: AnyReply, kind: type[R]) -> R:

@@ -154,3 +154,11 @@ def test_no_node_is_ever_over_committed(
         assert use.gpu_count <= shapes[node].gpus
         assert all(0 <= g < shapes[node].gpus for g in use.gpus)
     assert len(reply.accepted) + len(reply.rejected) == len(jobs)
+
+
+def test_offers_say_a_gate_is_down_after_three_silent_intervals() -> None:
+    cap = _cap()  # heard at 0.0, every 10 s
+    (fresh,) = capacity.offers({"local": cap}, (), now=30.0)
+    (stale,) = capacity.offers({"local": cap}, (), now=30.5)
+    assert fresh.live and not stale.live and stale.last_seen == 0.0
+    assert [o.used_cpus for o in stale.nodes] == [0] * len(NODES)

@@ -30,6 +30,8 @@ from schemas.commands import (
     JobDetail,
     JobPage,
     ListJobs,
+    ListOffers,
+    OfferList,
     PlaceJobs,
     Placement,
     PlaceReply,
@@ -577,3 +579,35 @@ async def test_bad_submissions_get_a_clear_error_and_change_nothing(
         await alice.nc.publish(subject, b"x" * (5 * 1024 * 1024))
     assert event_count(core) == 0
     assert core.service.state.last_job_id == 0
+
+
+async def test_offers_show_every_gates_nodes_prices_and_what_is_held(
+    core: RunningCore, alice: Bus, scheduler: Bus, gate: Bus
+) -> None:
+    await report(
+        gate,
+        GateCapacity(
+            event_id=new_id("cap"),
+            at=time.time(),
+            gate=GateName("local"),
+            nodes=(
+                NodeShape(name="node0", cpus=4, memory_mb=1000, price_per_hour=1.5),
+                NodeShape(name="node1", cpus=2, memory_mb=500, gpus=1, price_per_hour=3.0),
+            ),
+        ),
+    )
+
+    async def known() -> bool:
+        return "local" in core.service.state.gates
+
+    await eventually(known)
+    reply = await send(alice, submit_job(cpus_per_task=3))
+    assert isinstance(reply, Accepted) and reply.job_id is not None
+    await place(scheduler, reply.job_id, alloc(("node0", 3)))
+    query = ListOffers(id=new_id("q"), at=time.time())
+    offers = await alice.request(subjects.query_subject(query), query)  # any user may ask
+    assert isinstance(offers, OfferList)
+    (local,) = offers.gates
+    assert local.gate == "local" and local.live
+    used = {(o.node.name, o.node.price_per_hour, o.used_cpus) for o in local.nodes}
+    assert used == {("node0", 1.5, 3), ("node1", 3.0, 0)}

@@ -20,8 +20,17 @@ def event_id() -> MessageId:
     return MessageId(f"ev-{next(_ids)}")
 
 
-def node(name: str, cpus: int = 8, memory_mb: int = 16_000, gpus: int = 0) -> NodeShape:
-    return NodeShape(name=name, cpus=cpus, memory_mb=memory_mb, gpus=gpus, host=f"host-{name}")
+def node(
+    name: str, cpus: int = 8, memory_mb: int = 16_000, gpus: int = 0, price: float = 0.0
+) -> NodeShape:
+    return NodeShape(
+        name=name,
+        cpus=cpus,
+        memory_mb=memory_mb,
+        gpus=gpus,
+        host=f"host-{name}",
+        price_per_hour=price,
+    )
 
 
 def capacity(

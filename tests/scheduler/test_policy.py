@@ -194,3 +194,48 @@ def test_jobs_behind_a_blocked_one_still_start_when_they_finish_in_time() -> Non
     for n in range(3, 8):
         view.apply_job_event(submitted(str(n), cpus_per_task=1, time_limit_s=50))
     assert sorted(_placed(view)) == ["3", "4", "5", "6", "7"]
+
+
+# -- prices ----------------------------------------------------------------------------------
+
+DEAR = capacity("a-dear", node("d0", cpus=4, price=3.0), node("d1", cpus=4, price=3.0))
+CHEAP = capacity("b-cheap", node("c0", cpus=4, price=1.0), node("c1", cpus=4, price=1.0))
+
+
+def test_jobs_go_to_the_cheaper_gate_until_it_is_full_then_to_the_dearer() -> None:
+    jobs = tuple(submitted(str(n), cpus_per_task=4) for n in range(1, 5))
+    placed = _placed(view_of(DEAR, CHEAP, events=jobs))
+    gates = [placed[str(n)].allocation.gate for n in range(1, 5)]
+    assert gates == ["b-cheap", "b-cheap", "a-dear", "a-dear"]
+
+
+def test_a_free_gate_beats_any_price_and_equal_prices_go_by_gate_name() -> None:
+    free = capacity("z-free", node("f0", cpus=4))
+    twin = capacity("c-twin", node("t0", cpus=4, price=1.0))
+    jobs = (submitted("1", cpus_per_task=4), submitted("2", cpus_per_task=4))
+    placed = _placed(view_of(CHEAP, twin, free, events=(*jobs, submitted("3", cpus_per_task=4))))
+    assert placed["1"].allocation.gate == "z-free"
+    assert [placed[j].allocation.gate for j in ("2", "3")] == ["b-cheap", "b-cheap"]
+
+
+def test_a_multi_node_job_is_priced_by_all_its_nodes() -> None:
+    mixed = capacity("a-mixed", node("m0", cpus=4, price=0.5), node("m1", cpus=4, price=4.0))
+    view = view_of(mixed, CHEAP, events=(submitted("1", nodes=2, cpus_per_task=4),))
+    [placement] = plan(view, NOW)
+    assert placement.allocation.gate == "b-cheap"  # 2.0 an hour beats 4.5
+
+
+def test_a_job_that_fits_only_the_dear_gate_now_is_not_kept_waiting_for_the_cheap() -> None:
+    busy = Placement(
+        job_id=JobId("1"),
+        attempt=1,
+        allocation=allocation_on(
+            "b-cheap", (node("c0", cpus=4), 4, 0, ()), (node("c1", cpus=4), 4, 0, ())
+        ),
+    )
+    events = (
+        submitted("1", cpus_per_task=4, nodes=2),
+        scheduled(busy),
+        submitted("2", cpus_per_task=4),
+    )
+    assert _placed(view_of(DEAR, CHEAP, events=events))["2"].allocation.gate == "a-dear"

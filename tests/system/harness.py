@@ -84,6 +84,25 @@ class Harness:
         self.procs[name] = proc
         return proc
 
+    def start_gate(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """One more local gate instance ``name`` (its own identity, let in by a reload)."""
+        self.state.ensure_identity(name, Role.GATE)
+        if self.nats is not None:
+            server.reload(self.nats, self.state.root)
+        argv = [sys.executable, "-m", "gates", "--gate", "local", "--name", name, *args]
+        argv += ["--state-dir", str(self.state.root), "--nats-url", self.url]
+        self.state.logs_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state.logs_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        self.procs[name] = proc
+        return proc
+
     def start_all(self) -> None:
         self.start_nats()
         for name in COMPONENT_ARGS:

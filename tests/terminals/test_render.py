@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from schemas.commands import JobDetail
-from schemas.ids import JobId, MessageId, UserName
-from schemas.jobs import JobSpec, JobState, JobSummary, Transition
+from schemas.commands import GateOffer, JobDetail, NodeOffer
+from schemas.ids import GateName, JobId, MessageId, UserName
+from schemas.jobs import JobSpec, JobState, JobSummary, NodeShape, Transition
 from terminals.cli import render
 
 JOB = JobSummary(
@@ -57,3 +57,21 @@ def test_detail_has_the_history() -> None:
     text = render.job_detail(detail)
     assert "History:" in text
     assert "job_submitted" in text and "2 node(s)" in text
+
+
+def test_offers_table_shows_free_over_total_price_and_state() -> None:
+    shape = NodeShape(name="n0", cpus=8, memory_mb=1000, gpus=2, price_per_hour=0.75)
+    up = GateOffer(
+        gate=GateName("cheap"),
+        live=True,
+        last_seen=1.0,
+        nodes=(NodeOffer(node=shape, used_cpus=3, used_memory_mb=200, used_gpus=1),),
+    )
+    down = GateOffer(
+        gate=GateName("gone"), live=False, last_seen=0.0, nodes=(NodeOffer(node=shape),)
+    )
+    lines = render.offers_table([up, down]).splitlines()
+    assert lines[0].split() == ["GATE", "NODE", "CPUS", "MEMORY_MB", "GPUS", "PRICE/H", "STATE"]
+    assert lines[1].split() == ["cheap", "n0", "5/8", "800/1000", "1/2", "0.75", "up"]
+    assert lines[2].split()[:7] == ["gone", "n0", "8/8", "1000/1000", "2/2", "0.75", "down"]
+    assert render.offers_table([]) == "no gates have reported"

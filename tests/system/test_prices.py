@@ -1,0 +1,67 @@
+"""Priced gates (real processes): two local gates at different prices; jobs go to the
+cheaper one until it is full, then to the other, and ``skyport offers`` shows both."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.jobs import JobSpec, JobState
+from terminals.client import Client
+from terminals.client.errors import ClientError
+from tests.system.harness import Harness
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def two_gates(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness.create(tmp_path / "state", ["--nodes", "2", "--cpus", "1", "--price", "2.5"])
+    h.start_all()  # "local": two 1-cpu nodes at 2.5 an hour each
+    h.start_gate("cheap", ["--nodes", "2", "--cpus", "1", "--price", "0.5"])
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
+async def _both_live(client: Client, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            offers = await client.offers()
+            if {g.gate for g in offers if g.live} == {"local", "cheap"}:
+                return
+        except ClientError:  # core still starting
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("the two gates did not both report")
+        await asyncio.sleep(0.2)
+
+
+async def test_jobs_fill_the_cheaper_gate_first_then_the_other(two_gates: Harness) -> None:
+    h = two_gates
+    async with await Client.connect(h.state.root, "alice", h.url, timeout=2) as client:
+        await _both_live(client)
+        prices = {g.gate: {n.node.price_per_hour for n in g.nodes} for g in await client.offers()}
+        assert prices == {"local": {2.5}, "cheap": {0.5}}
+        ids = [await client.submit(JobSpec(script="sleep 60\n")) for _ in range(4)]
+        async with asyncio.timeout(30):
+            while True:
+                details = [await client.job(i) for i in ids]
+                if all(d.allocation is not None for d in details):
+                    break
+                await asyncio.sleep(0.2)
+        gates = [d.allocation.gate for d in details if d.allocation is not None]
+        assert gates == ["cheap", "cheap", "local", "local"]
+        busy = {g.gate: sum(n.used_cpus for n in g.nodes) for g in await client.offers()}
+        assert busy == {"local": 2, "cheap": 2}
+        for job_id in ids:
+            await client.cancel(job_id)
+        async with asyncio.timeout(30):
+            while {(await client.job(i)).summary.state for i in ids} != {JobState.CANCELLED}:
+                await asyncio.sleep(0.2)
