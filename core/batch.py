@@ -170,7 +170,11 @@ def _place(work: Working, cmd: PlaceJobs) -> PlaceReply:
             )
             continue
         try:
-            events = decide_place(job, placement, cmd.plan_id, work.now)
+            nodes = work.nodes(placement.allocation.gate) or {}
+            price = sum(
+                nodes[n.node].price_per_hour for n in placement.allocation.nodes if n.node in nodes
+            )
+            events = decide_place(job, placement, cmd.plan_id, work.now, price)
         except JobRuleError as err:
             rejected.append(PlaceRejection(job_id=job.job_id, code=err.code, detail=err.detail))
             continue

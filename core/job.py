@@ -27,6 +27,7 @@ from schemas.events import (
     JobStarted,
     JobStopRequested,
     JobSubmitted,
+    JobUsageRecorded,
 )
 from schemas.gate import RunEnded, RunEvent, RunStagingIn, RunStagingOut, RunStarted
 from schemas.ids import JobId, MessageId, PlanId, UserName
@@ -81,6 +82,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     submitted_at: float = 0.0
     started_at: float | None = None
     ended_at: float | None = None
+    price_per_hour: float = 0.0  # of the current attempt's allocation
+    gate_started_at: float | None = None  # the current attempt's start, by the gate's clock
 
     @property
     def attempt(self) -> int:
@@ -227,8 +230,11 @@ def decide_release(job: Job, actor: Actor, at: float) -> list[AnyJobEvent]:
     ]
 
 
-def decide_place(job: Job, placement: Placement, plan_id: PlanId, at: float) -> list[AnyJobEvent]:
-    """Schedule attempt ``placement.attempt`` of a pending job (capacity is checked apart)."""
+def decide_place(
+    job: Job, placement: Placement, plan_id: PlanId, at: float, price_per_hour: float = 0.0
+) -> list[AnyJobEvent]:
+    """Schedule attempt ``placement.attempt`` of a pending job (capacity is checked apart);
+    ``price_per_hour`` is what its nodes cost together, by the gate's report."""
     if job.state is not JobState.PENDING:
         raise JobRuleError(RejectCode.INVALID_STATE, f"job {job.job_id} is {job.state}")
     if job.held:
@@ -253,6 +259,7 @@ def decide_place(job: Job, placement: Placement, plan_id: PlanId, at: float) -> 
             attempt=job.attempt,
             allocation=alloc,
             plan_id=plan_id,
+            price_per_hour=price_per_hour,
             detail=f"placed on {alloc.gate}: {_nodes_text(alloc)}{again}",
         )
     ]
@@ -309,7 +316,11 @@ def decide_run_event(job: Job, ev: RunEvent, at: float) -> list[AnyJobEvent]:
         return [JobStagingIn(event_id=eid, job_id=jid, at=at, attempt=attempt, detail=detail)]
     if isinstance(ev, RunStarted):
         detail = ev.detail or f"running on {where}"
-        return [JobStarted(event_id=eid, job_id=jid, at=at, attempt=attempt, detail=detail)]
+        return [
+            JobStarted(
+                event_id=eid, job_id=jid, at=at, attempt=attempt, gate_at=ev.at, detail=detail
+            )
+        ]
     if isinstance(ev, RunStagingOut):
         code = "" if ev.exit_code is None else f" (exit code {ev.exit_code})"
         detail = ev.detail or f"staging out{code}"
@@ -324,12 +335,43 @@ def decide_run_event(job: Job, ev: RunEvent, at: float) -> list[AnyJobEvent]:
             )
         ]
     if isinstance(ev, RunEnded):
-        return [_ended(job, ev, at)]
+        usage = _usage(job, ev, at)
+        return [*usage, _ended(job, ev, at, offset=1 + len(usage))]
     return []
 
 
-def _ended(job: Job, ev: RunEnded, at: float) -> AnyJobEvent:
-    eid, jid, attempt = _event_id(job), job.job_id, job.attempt
+def _usage(job: Job, ev: RunEnded, at: float) -> list[AnyJobEvent]:
+    """The usage of the attempt that ``ev`` ends, if it started: node-hours × price, timed by
+    the gate's clock (core's, for a start recorded before gates' times were kept)."""
+    if job.started_at is None or job.allocation is None:
+        return []
+    start, end = (
+        (job.gate_started_at, ev.at) if job.gate_started_at is not None else (job.started_at, at)
+    )
+    hours = max(0.0, end - start) / 3600
+    nodes = len(job.allocation.nodes)
+    cost = hours * job.price_per_hour
+    return [
+        JobUsageRecorded(
+            event_id=_event_id(job),
+            job_id=job.job_id,
+            at=at,
+            attempt=job.attempt,
+            owner=job.owner,
+            account=job.spec.account or job.owner,
+            gate=job.allocation.gate,
+            started_at=start,
+            ended_at=end,
+            nodes=nodes,
+            node_hours=hours * nodes,
+            cost=cost,
+            detail=f"used {hours * nodes:.4g} node-hours on {job.allocation.gate}, cost {cost:.4g}",
+        )
+    ]
+
+
+def _ended(job: Job, ev: RunEnded, at: float, offset: int = 1) -> AnyJobEvent:
+    eid, jid, attempt = _event_id(job, offset), job.job_id, job.attempt
     extra = f": {ev.detail}" if ev.detail else ""
     match ev.outcome:
         case RunOutcome.COMPLETED:
@@ -414,11 +456,14 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
                 requeue_requested=False,
                 stop_by=None,
                 exit_code=None,
+                price_per_hour=event.price_per_hour,
             )
         case JobStagingIn():
             return replace(job, state=JobState.STAGING_IN)
         case JobStarted():
-            return replace(job, state=JobState.RUNNING, started_at=event.at)
+            return replace(
+                job, state=JobState.RUNNING, started_at=event.at, gate_started_at=event.gate_at
+            )
         case JobStagingOut():
             return replace(job, state=JobState.STAGING_OUT, exit_code=event.exit_code)
         case JobCompleted():
@@ -449,6 +494,8 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
                 outputs=event.outputs or job.outputs,
                 ended_at=event.at,
             )
+        case JobUsageRecorded():
+            return job  # a record for accounting; the end of the attempt follows it
         case JobRequeued():
             return replace(
                 job,
@@ -459,6 +506,7 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
                 requeue_requested=False,
                 stop_by=None,
                 started_at=None,
+                gate_started_at=None,
                 exit_code=None,
             )
         case _:

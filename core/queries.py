@@ -25,6 +25,7 @@ from schemas.commands import (
     AnyReply,
     GateOffer,
     GetJob,
+    GetUsage,
     JobDetail,
     JobPage,
     ListJobs,
@@ -32,6 +33,8 @@ from schemas.commands import (
     OfferList,
     RejectCode,
     Rejected,
+    UsageReport,
+    UsageTotal,
 )
 from schemas.events import AnyJobEvent
 from schemas.ids import JobId, UserName
@@ -66,6 +69,8 @@ class Queries:
                 return await self.get_job(query, only)
             case ListOffers():
                 return OfferList(to=query.id, gates=self.offers())
+            case GetUsage():
+                return await self.usage(query, only)
             case _:
                 assert_never(query)
 
@@ -119,6 +124,20 @@ class Queries:
             outputs=job.outputs,
             history=steps,
         )
+
+    async def usage(self, query: GetUsage, only: str | None) -> AnyReply:
+        """Spend per user and account in the period; ``only`` keeps a user to their own."""
+        if only is not None and query.user is not None and query.user != only:
+            return Rejected(
+                to=query.id, code=RejectCode.NOT_OWNER, detail="users see only their own usage"
+            )
+        owner = only if only is not None else query.user
+        rows = await self.store.run_read(self.store.usage_totals, query.since, query.until, owner)
+        totals = tuple(
+            UsageTotal(owner=UserName(o), account=a, jobs=n, node_hours=h, cost=c)
+            for o, a, n, h, c in rows
+        )
+        return UsageReport(to=query.id, since=query.since, until=query.until, totals=totals)
 
 
 def _fill(rows: list[bytes], limit: int, budget: int) -> list[bytes]:

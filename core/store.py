@@ -25,7 +25,7 @@ from sqlmodel import Field, SQLModel
 from core.batch import Commit
 from core.job import Job, job_number
 from core.projections import summary, tag_of
-from schemas.events import AnyJobEvent
+from schemas.events import AnyJobEvent, JobUsageRecorded
 from schemas.gate import AnyGateCommand, GateCapacity
 from schemas.ids import JobId
 from schemas.jobs import TERMINAL_STATES, JobState
@@ -91,6 +91,19 @@ class CursorRow(SQLModel, table=True):
     position: int
 
 
+class UsageRow(SQLModel, table=True):
+    """One attempt's usage (a ``JobUsageRecorded``), for ``skyport usage``."""
+
+    __tablename__ = "usage"
+    event_id: str = Field(primary_key=True)
+    job_id: int = Field(index=True)
+    owner: str = Field(index=True)
+    account: str = Field(index=True)
+    ended_at: float = Field(index=True)
+    node_hours: float
+    cost: float
+
+
 class GateRow(SQLModel, table=True):
     __tablename__ = "gates"
     gate: str = Field(primary_key=True)
@@ -103,6 +116,7 @@ JOBS: sa.Table = JobRow.__table__  # type: ignore[attr-defined]
 OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 CURSORS: sa.Table = CursorRow.__table__  # type: ignore[attr-defined]
 GATES: sa.Table = GateRow.__table__  # type: ignore[attr-defined]
+USAGE: sa.Table = UsageRow.__table__  # type: ignore[attr-defined]
 
 _enc = msgspec.json.Encoder()
 _job_dec = msgspec.json.Decoder(Job)
@@ -142,7 +156,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = open_engine(url)
         SQLModel.metadata.create_all(
-            self.engine, tables=[EVENTS, INBOX, JOBS, OUTBOX, CURSORS, GATES]
+            self.engine, tables=[EVENTS, INBOX, JOBS, OUTBOX, CURSORS, GATES, USAGE]
         )
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="core-store")
         # SQLite answers a small indexed read from the page cache in well under 0.1 ms; handing
@@ -224,6 +238,9 @@ class Store:
             done.events = [
                 (pos, job.owner, ev) for pos, (job, ev) in zip(positions, c.events, strict=True)
             ]
+        usage = [_usage_row(ev) for _, ev in c.events if isinstance(ev, JobUsageRecorded)]
+        if usage:
+            conn.execute(USAGE.insert(), usage)
         if c.inbox:
             conn.execute(INBOX.insert(), [{"key": k, "reply": v} for k, v in c.inbox.items()])
         new = [_job_row(j) for i, j in c.jobs.items() if i in c.new_jobs]
@@ -257,6 +274,29 @@ class Store:
             conn.execute(GATES.delete().where(GATES.c.gate == gate))
             conn.execute(GATES.insert().values(gate=gate, capacity=_enc.encode(cap)))
         return done
+
+    def usage_totals(
+        self, since: float | None, until: float | None, owner: str | None
+    ) -> list[tuple[str, str, int, float, float]]:
+        """(owner, account, jobs, node-hours, cost) of the attempts that ended in
+        [since, until), per owner and account, in that order."""
+        u = USAGE.c
+        q = sa.select(
+            u.owner,
+            u.account,
+            sa.func.count(sa.distinct(u.job_id)),
+            sa.func.sum(u.node_hours),
+            sa.func.sum(u.cost),
+        ).group_by(u.owner, u.account)
+        if since is not None:
+            q = q.where(u.ended_at >= since)
+        if until is not None:
+            q = q.where(u.ended_at < until)
+        if owner is not None:
+            q = q.where(u.owner == owner)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(u.owner, u.account)).all()
+        return [(r[0], r[1], int(r[2]), float(r[3] or 0), float(r[4] or 0)) for r in rows]
 
     # -- relay ----------------------------------------------------------------------------
 
@@ -361,6 +401,18 @@ def _job_row(job: Job) -> dict[str, Any]:
         "version": job.version,
         "summary": _enc.encode(summary(job)),
         "snapshot": _enc.encode(job),
+    }
+
+
+def _usage_row(ev: JobUsageRecorded) -> dict[str, object]:
+    return {
+        "event_id": ev.event_id,
+        "job_id": int(ev.job_id),
+        "owner": ev.owner,
+        "account": ev.account,
+        "ended_at": ev.ended_at,
+        "node_hours": ev.node_hours,
+        "cost": ev.cost,
     }
 
 

@@ -27,6 +27,7 @@ from schemas.events import (
     JobStarted,
     JobStopRequested,
     JobSubmitted,
+    JobUsageRecorded,
 )
 from schemas.gate import (
     LIVENESS_INTERVALS,
@@ -143,7 +144,7 @@ class View:
                 return self._on_scheduled(event)
             case JobStarted():
                 return self._on_started(event)
-            case JobStagingIn() | JobStagingOut():
+            case JobStagingIn() | JobStagingOut() | JobUsageRecorded():
                 return False
             case JobStopRequested():
                 return self._on_stop_requested(event)

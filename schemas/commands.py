@@ -99,7 +99,16 @@ class ListOffers(Query, frozen=True, kw_only=True, tag="list_offers"):
     """What every gate offers: its nodes with their prices, and what active jobs hold."""
 
 
-AnyQuery = ListJobs | GetJob | ListOffers
+class GetUsage(Query, frozen=True, kw_only=True, tag="get_usage"):
+    """Spend per user and account of the attempts that ended in [``since``, ``until``)
+    (open ends: all time); ``user`` narrows it to one user (users always see their own)."""
+
+    since: float | None = None
+    until: float | None = None
+    user: UserName | None = None
+
+
+AnyQuery = ListJobs | GetJob | ListOffers | GetUsage
 
 
 class RejectCode(StrEnum):
@@ -175,7 +184,23 @@ class OfferList(Reply, frozen=True, kw_only=True, tag="offer_list"):
     gates: tuple[GateOffer, ...] = ()
 
 
-AnyReply = Accepted | Rejected | PlaceReply | JobPage | JobDetail | OfferList
+class UsageTotal(msgspec.Struct, frozen=True, kw_only=True):
+    """What one user spent on one account: jobs, node-hours and their cost."""
+
+    owner: UserName
+    account: str
+    jobs: int
+    node_hours: float
+    cost: float
+
+
+class UsageReport(Reply, frozen=True, kw_only=True, tag="usage_report"):
+    since: float | None = None
+    until: float | None = None
+    totals: tuple[UsageTotal, ...] = ()
+
+
+AnyReply = Accepted | Rejected | PlaceReply | JobPage | JobDetail | OfferList | UsageReport
 
 
 def answers(reply: AnyReply, request_id: MessageId) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.ids import JobId, MessageId, PlanId, UserName
+from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
 from schemas.jobs import Allocation, FailReason, JobSpec, StagedOutput
 
 
@@ -38,6 +38,7 @@ class JobScheduled(JobEvent, frozen=True, kw_only=True, tag="job_scheduled"):
     attempt: int
     allocation: Allocation
     plan_id: PlanId
+    price_per_hour: float = 0.0  # of the whole allocation, from its nodes' prices then
 
 
 class JobStagingIn(JobEvent, frozen=True, kw_only=True, tag="job_staging_in"):
@@ -46,6 +47,7 @@ class JobStagingIn(JobEvent, frozen=True, kw_only=True, tag="job_staging_in"):
 
 class JobStarted(JobEvent, frozen=True, kw_only=True, tag="job_started"):
     attempt: int
+    gate_at: float | None = None  # when the gate started it, by the gate's clock
 
 
 class JobStagingOut(JobEvent, frozen=True, kw_only=True, tag="job_staging_out"):
@@ -79,6 +81,22 @@ class JobCancelled(JobEvent, frozen=True, kw_only=True, tag="job_cancelled"):
     outputs: tuple[StagedOutput, ...] = ()
 
 
+class JobUsageRecorded(JobEvent, frozen=True, kw_only=True, tag="job_usage_recorded"):
+    """What one attempt used, from its start to its end on the gate (both by the gate's
+    clock, so that clock skew between hosts does not count): node-hours and their cost at
+    the allocation's price. Recorded once per attempt that started."""
+
+    attempt: int
+    owner: UserName
+    account: str
+    gate: GateName
+    started_at: float
+    ended_at: float
+    nodes: int
+    node_hours: float
+    cost: float
+
+
 class JobRequeued(JobEvent, frozen=True, kw_only=True, tag="job_requeued"):
     by: UserName
     restart_count: int
@@ -97,4 +115,5 @@ AnyJobEvent = (
     | JobStopRequested
     | JobCancelled
     | JobRequeued
+    | JobUsageRecorded
 )

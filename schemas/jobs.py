@@ -50,6 +50,7 @@ def parse_price(text: str) -> float:
 Seconds = Annotated[int, Meta(ge=1, le=MAX_TIME_LIMIT_S)]
 Priority = Annotated[int, Meta(ge=-10_000, le=10_000)]
 JobName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+Account = Annotated[str, Meta(pattern="^[A-Za-z0-9_-]{1,64}$")]
 Script = Annotated[str, Meta(max_length=MAX_SCRIPT_BYTES)]
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -189,6 +190,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     outputs: tuple[str, ...] = ()
     gate: GateName | None = None
     priority: Priority = 0
+    account: Account | None = None  # whose budget pays (Slurm's --account); None: the user's
 
     def __post_init__(self) -> None:
         if len(self.env) > MAX_ENV_VARS:

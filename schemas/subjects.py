@@ -14,6 +14,7 @@ from schemas.commands import (
     AnyQuery,
     CancelJob,
     GetJob,
+    GetUsage,
     HoldJob,
     ListJobs,
     ListOffers,
@@ -40,6 +41,7 @@ class CoreQueryName(StrEnum):
     JOBS = "jobs"
     JOB = "job"
     OFFERS = "offers"
+    USAGE = "usage"
 
 
 VERB_OF: dict[type[AnyCommand], CoreVerb] = {
@@ -54,6 +56,7 @@ QUERY_OF: dict[type[AnyQuery], CoreQueryName] = {
     ListJobs: CoreQueryName.JOBS,
     GetJob: CoreQueryName.JOB,
     ListOffers: CoreQueryName.OFFERS,
+    GetUsage: CoreQueryName.USAGE,
 }
 
 # JetStream streams; every user has an object-store bucket of their own (``files_bucket``).

@@ -1,5 +1,5 @@
-"""Request/reply commands: jobs, show, offers, cancel, requeue, hold, release. Quick path
-only.
+"""Request/reply commands: jobs, show, offers, usage, cancel, requeue, hold, release. Quick
+path only.
 
 These never import ``nats`` or asyncio: ``skyport jobs`` must answer as fast as a person types.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from schemas.commands import Accepted, JobDetail, JobPage, OfferList
+from schemas.commands import Accepted, JobDetail, JobPage, OfferList, UsageReport
 from schemas.ids import JobId
 from schemas.jobs import JobState, JobSummary
 from terminals.cli import render
@@ -50,6 +50,15 @@ def offers(ctx: Context, args: argparse.Namespace) -> int:
     """What every gate offers: nodes, what is free of them, and their price per node-hour."""
     gates = ctx.ask(requests.list_offers(), OfferList).gates
     print(render.to_json(gates) if args.json else render.offers_table(gates))
+    return 0
+
+
+def usage(ctx: Context, args: argparse.Namespace) -> int:
+    """Spend per user and account over a period (yours, unless an admin asks for more)."""
+    user = None if args.all_users else (args.user_filter or ctx.user)
+    query = requests.get_usage(args.since, args.until, user)
+    report = ctx.ask(query, UsageReport)
+    print(render.to_json(report) if args.json else render.usage_table(report))
     return 0
 
 

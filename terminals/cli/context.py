@@ -11,13 +11,21 @@ from pathlib import Path
 from typing import TypeVar
 
 from bus.deployment import DeploymentError, DeploymentInfo, StateDir
-from schemas.commands import Accepted, AnyCommand, AnyQuery, JobDetail, JobPage, OfferList
+from schemas.commands import (
+    Accepted,
+    AnyCommand,
+    AnyQuery,
+    JobDetail,
+    JobPage,
+    OfferList,
+    UsageReport,
+)
 from schemas.subjects import command_subject, query_subject
 from terminals.client import requests
 from terminals.client.errors import ClientError, NotRunningError
 from terminals.client.locate import Credentials, running
 
-R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList)
+R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList, UsageReport)
 
 
 class Context:

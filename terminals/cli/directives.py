@@ -51,6 +51,7 @@ class ValueProblem(ValueError):
 
 MAX_DIGITS = 30
 _MEM_RE = re.compile(r"([0-9]+)([KMGT]?)B?", re.IGNORECASE | re.ASCII)
+_ACCOUNT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MEM_FACTOR_KB = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}
 # The schema's rule (schemas.jobs.JobSpec), checked here too so the error names the line.
 
@@ -88,6 +89,14 @@ def parse_nodes(text: str) -> int:
 
 def parse_priority(text: str) -> int:
     return _whole(text)
+
+
+def parse_account(text: str) -> str:
+    """An account name: letters, digits, ``_`` and ``-``, at most 64 of them."""
+    name = text.strip()
+    if not _ACCOUNT_RE.fullmatch(name):
+        raise ValueProblem(f"{text!r} is not an account name (letters, digits, _ and -)")
+    return name
 
 
 def parse_memory_mb(text: str) -> int:
@@ -223,6 +232,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("env", "env", parse_env_one, repeat="merge", help="VAR=VALUE (repeatable)"),
     Option("gate", "gate", str.strip, help="run on this gate only"),
     Option("priority", "priority", parse_priority, help="priority, -10000..10000"),
+    Option("account", "account", parse_account, "A", help="account to charge (default: you)"),
 )
 BY_LONG = {o.long: o for o in OPTIONS}
 BY_SHORT = {o.short: o for o in OPTIONS if o.short}

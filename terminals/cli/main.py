@@ -26,6 +26,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "jobs": ("commands", "jobs"),
     "show": ("commands", "show"),
     "offers": ("commands", "offers"),
+    "usage": ("commands", "usage"),
     "logs": ("streams", "logs"),
     "cancel": ("commands", "control"),
     "requeue": ("commands", "control"),
@@ -73,6 +74,16 @@ def _price(text: str) -> float:
         return parse_price(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _when(text: str) -> float:
+    """A local ISO 8601 date or date and time (``2026-12-01``, ``2026-12-01T08:00``)."""
+    import datetime
+
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD[THH:MM])") from None
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -219,6 +230,15 @@ def _add_job_commands(sub: _Commands[argparse.ArgumentParser], submit_options: b
         "offers", help="what every gate offers: nodes, what is free, price per node-hour"
     )
     p.add_argument("--json", action="store_true", help="print JSON (a list of gate offers)")
+
+    p = sub.add_parser("usage", help="spend per user and account over a period")
+    p.add_argument("--user", "-u", dest="user_filter", metavar="USER", help="this user's (admins)")
+    p.add_argument("--all-users", action="store_true", help="every user's (admins)")
+    p.add_argument(
+        "--since", type=_when, metavar="WHEN", help="from this local date/time (ISO 8601)"
+    )
+    p.add_argument("--until", type=_when, metavar="WHEN", help="to this local date/time, excl.")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("logs", help="a job's output (stdout, stderr, Sky Port messages)")
     p.add_argument("job", metavar="JOB")

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.commands import GateOffer, JobDetail
+from schemas.commands import GateOffer, JobDetail, UsageReport
 from schemas.jobs import JobSummary
 
 _encoder = msgspec.json.Encoder()
@@ -137,3 +137,21 @@ def offers_table(gates: Sequence[GateOffer]) -> str:
             )
     header = ["GATE", "NODE", "CPUS", "MEMORY_MB", "GPUS", "PRICE/H", "STATE"]
     return table(header, rows)
+
+
+def usage_table(report: UsageReport) -> str:
+    """Spend per user and account, with a total; the period on the first line."""
+    period = f"usage from {when(report.since) if report.since else 'the start'}"
+    period += f" to {when(report.until) if report.until else 'now'}"
+    if not report.totals:
+        return f"{period}: nothing used"
+    rows = [
+        [t.owner, t.account, str(t.jobs), f"{t.node_hours:.4f}", f"{t.cost:.2f}"]
+        for t in report.totals
+    ]
+    hours = sum(t.node_hours for t in report.totals)
+    cost = sum(t.cost for t in report.totals)
+    rows.append(
+        ["total", "", str(sum(t.jobs for t in report.totals)), f"{hours:.4f}", f"{cost:.2f}"]
+    )
+    return period + "\n" + table(["USER", "ACCOUNT", "JOBS", "NODE_HOURS", "COST"], rows)

@@ -28,6 +28,7 @@ from schemas.commands import (
     JobDetail,
     JobPage,
     OfferList,
+    UsageReport,
 )
 from schemas.events import AnyJobEvent, JobCancelled, JobCompleted, JobFailed
 from schemas.gate import LogChunk
@@ -160,6 +161,14 @@ class Client:
     async def offers(self) -> tuple[GateOffer, ...]:
         """What every gate offers: its nodes with prices, and what active jobs hold."""
         return requests.expect(await self._query(requests.list_offers()), OfferList).gates
+
+    async def usage(
+        self, since: float | None = None, until: float | None = None, user: str | None = None
+    ) -> UsageReport:
+        """Spend per user and account of the attempts that ended in [since, until): the
+        user's own, or with ``user`` (admins) another's, or everyone's for an admin."""
+        query = requests.get_usage(since, until, user)
+        return requests.expect(await self._query(query), UsageReport)
 
     async def job(self, job_id: str) -> JobDetail:
         """Everything about one job, with its transition history."""

@@ -15,6 +15,7 @@ from schemas.commands import (
     AnyReply,
     CancelJob,
     GetJob,
+    GetUsage,
     HoldJob,
     JobDetail,
     JobPage,
@@ -26,12 +27,13 @@ from schemas.commands import (
     ReleaseJob,
     RequeueJob,
     SubmitJob,
+    UsageReport,
 )
 from schemas.ids import JobId, UserName, new_message_id
 from schemas.jobs import JobSpec, JobState
 from terminals.client.errors import ProtocolError, RejectedError, UnknownJobError
 
-R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList)
+R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList, UsageReport)
 
 JobCommand = CancelJob | RequeueJob | HoldJob | ReleaseJob
 JOB_COMMANDS: dict[str, type[JobCommand]] = {
@@ -75,6 +77,18 @@ _FINISHED = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}
 
 def get_job(job_id: str) -> GetJob:
     return GetJob(id=new_message_id(), at=time.time(), job_id=JobId(job_id))
+
+
+def get_usage(
+    since: float | None = None, until: float | None = None, user: str | None = None
+) -> GetUsage:
+    return GetUsage(
+        id=new_message_id(),
+        at=time.time(),
+        since=since,
+        until=until,
+        user=UserName(user) if user is not None else None,
+    )
 
 
 def list_offers() -> ListOffers:

@@ -32,6 +32,7 @@ from schemas.events import (
     JobRequeued,
     JobScheduled,
     JobStopRequested,
+    JobUsageRecorded,
 )
 from schemas.gate import RunEnded, RunEvent, RunStagingIn, RunStagingOut, RunStarted
 from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
@@ -167,9 +168,10 @@ def test_requeue_of_a_running_job_returns_it_to_pending_with_restart_count() -> 
     job = when(job, decide_requeue(job, ALICE, 4.0))
     with pytest.raises(JobRuleError, match="already has a requeue"):
         decide_requeue(job, ALICE, 4.5)
-    (ended,) = run_event(job, RunEnded, outcome=RunOutcome.CANCELLED)
+    (usage, ended) = run_event(job, RunEnded, outcome=RunOutcome.CANCELLED)
+    assert isinstance(usage, JobUsageRecorded) and usage.attempt == 1  # it had started
     assert isinstance(ended, JobRequeued) and ended.restart_count == 1
-    job = when(job, [ended])
+    job = when(job, [usage, ended])
     assert (job.state, job.restart_count, job.attempt, job.allocation) == (
         JobState.PENDING,
         1,
@@ -272,9 +274,44 @@ def test_gate_reports_drive_a_job_to_completed() -> None:
     ]:
         job = when(job, run_event(job, kind))
         assert job.state is state
-    (done,) = run_event(job, RunEnded, outcome=RunOutcome.COMPLETED, exit_code=0)
+    (usage, done) = run_event(job, RunEnded, outcome=RunOutcome.COMPLETED, exit_code=0)
+    assert isinstance(usage, JobUsageRecorded)
     assert isinstance(done, JobCompleted) and done.detail == "exit code 0"
-    assert when(job, [done]).state is JobState.COMPLETED
+    assert usage.event_id != done.event_id
+    assert when(job, [usage, done]).state is JobState.COMPLETED
+
+
+def test_an_attempt_that_ran_records_node_hours_and_cost_at_its_price() -> None:
+    spec = JobSpec(script="true", nodes=2, account="physics")
+    job = given_events(*decide_submit(JobId("7"), ALICE, spec, 1.0))
+    two = Allocation(
+        gate=GateName("local"),
+        nodes=tuple(
+            NodeAllocation(node=f"node{i}", host="localhost", cpus=1, memory_mb=0) for i in (0, 1)
+        ),
+    )
+    placement = Placement(job_id=job.job_id, attempt=1, allocation=two)
+    job = when(job, decide_place(job, placement, PlanId("p1"), 2.0, price_per_hour=3.0))
+    job = when(job, run_event(job, RunStarted))  # at 3.0
+    ended = RunEnded(
+        event_id=MessageId("g2"),
+        at=3.0 + 1800,
+        gate=GateName("local"),
+        job_id=job.job_id,
+        attempt=1,
+        outcome=RunOutcome.COMPLETED,
+    )
+    usage, done = decide_run_event(job, ended, 5000.0)  # half an hour on two nodes...
+    assert isinstance(usage, JobUsageRecorded) and isinstance(done, JobCompleted)
+    assert (usage.owner, usage.account, usage.gate, usage.nodes) == ("alice", "physics", "local", 2)
+    assert (usage.started_at, usage.ended_at) == (3.0, 1803.0)  # ...by the gate's clock
+    assert usage.node_hours == pytest.approx(1.0) and usage.cost == pytest.approx(1.5)
+
+
+def test_a_run_that_never_started_records_no_usage() -> None:
+    job = when(scheduled(), run_event(scheduled(), RunStagingIn))
+    (ended,) = run_event(job, RunEnded, outcome=RunOutcome.FAILED, reason=FailReason.STAGING)
+    assert isinstance(ended, JobFailed)
 
 
 def test_a_failed_run_fails_the_job_with_a_typed_reason() -> None:

@@ -16,7 +16,7 @@ from nats import errors as nats_errors
 from bus.connection import Bus, Delivery
 from bus.deployment import StateDir
 from core.batch import Commit, State, Working, decide_command
-from core.job import Actor
+from core.job import Actor, Job
 from core.service import Work
 from core.store import EVENTS, Store
 from schemas import subjects
@@ -26,6 +26,7 @@ from schemas.commands import (
     AnyReply,
     CancelJob,
     GetJob,
+    GetUsage,
     HoldJob,
     JobDetail,
     JobPage,
@@ -40,8 +41,9 @@ from schemas.commands import (
     ReleaseJob,
     RequeueJob,
     SubmitJob,
+    UsageReport,
 )
-from schemas.events import AnyJobEvent, JobSubmitted
+from schemas.events import AnyJobEvent, JobSubmitted, JobUsageRecorded
 from schemas.gate import (
     AnyGateCommand,
     GateCapacity,
@@ -50,7 +52,7 @@ from schemas.gate import (
     StartRun,
     StopRun,
 )
-from schemas.ids import GateName, JobId, PlanId, UserName
+from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
 from schemas.jobs import Allocation, JobSpec, JobState, NodeAllocation, NodeShape, RunOutcome
 from schemas.roster import Identity
 from schemas.wire import MAX_PAYLOAD, Signer, new_user_seed
@@ -294,6 +296,7 @@ async def test_gate_events_drive_a_job_to_completed(
         ("job_submitted", JobState.PENDING),
         ("job_scheduled", JobState.SCHEDULED),
         ("job_started", JobState.RUNNING),
+        ("job_usage_recorded", JobState.RUNNING),
         ("job_completed", JobState.COMPLETED),
     ]
     assert jid not in core.service.state.jobs
@@ -611,3 +614,42 @@ async def test_offers_show_every_gates_nodes_prices_and_what_is_held(
     assert local.gate == "local" and local.live
     used = {(o.node.name, o.node.price_per_hour, o.used_cpus) for o in local.nodes}
     assert used == {("node0", 1.5, 3), ("node1", 3.0, 0)}
+
+
+async def test_users_see_their_own_usage_and_admins_everyones(
+    core: RunningCore, alice: Bus, bob: Bus, admin: Bus
+) -> None:
+    for n, owner, account in ((1, "alice", "physics"), (2, "bob", "bob")):
+        job = Job(job_id=JobId(str(n)), owner=UserName(owner), spec=JobSpec(script="x"), version=4)
+        usage = JobUsageRecorded(
+            event_id=MessageId(f"{n}-4"),
+            job_id=job.job_id,
+            at=100.0,
+            attempt=1,
+            owner=job.owner,
+            account=account,
+            gate=GateName("local"),
+            started_at=90.0,
+            ended_at=100.0,
+            nodes=1,
+            node_hours=0.5,
+            cost=1.25,
+        )
+        core.store.commit(Commit(events=[(job, usage)]))
+
+    async def ask(bus: Bus, user: str | None = None) -> AnyReply:
+        query = GetUsage(id=new_id("q"), at=time.time(), user=UserName(user) if user else None)
+        return await bus.request(subjects.query_subject(query), query)
+
+    mine = await ask(alice)
+    assert isinstance(mine, UsageReport)
+    assert [(t.owner, t.account, t.cost) for t in mine.totals] == [("alice", "physics", 1.25)]
+    refused = await ask(alice, "bob")
+    assert isinstance(refused, Rejected) and refused.code is RejectCode.NOT_OWNER
+    everyone = await ask(admin)
+    assert isinstance(everyone, UsageReport) and {t.owner for t in everyone.totals} == {
+        "alice",
+        "bob",
+    }
+    just_bob = await ask(admin, "bob")
+    assert isinstance(just_bob, UsageReport) and [t.owner for t in just_bob.totals] == ["bob"]

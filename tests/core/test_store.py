@@ -9,10 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from core.batch import Commit, State, Working, apply, decide_command
-from core.job import Actor, replay
+from core.job import Actor, Job, replay
 from core.store import ConcurrencyError, Store
 from schemas.commands import Accepted, CancelJob, HoldJob, SubmitJob
-from schemas.ids import JobId, MessageId, UserName
+from schemas.events import JobUsageRecorded
+from schemas.ids import GateName, JobId, MessageId, UserName
 from schemas.jobs import JobSpec, JobState
 
 ALICE = Actor(name=UserName("alice"))
@@ -142,3 +143,43 @@ def test_a_commit_returns_what_it_appended_with_the_stored_positions(store: Stor
     assert len(first.events) == 2
     assert [(pos, owner, ev) for pos, owner, ev in stored][2:] == committed.events
     assert [pos for pos, _, _ in stored] == [1, 2, 3]
+
+
+def _used(n: int, owner: str, account: str, ended_at: float, hours: float, cost: float) -> Commit:
+    job = Job(job_id=JobId(str(n)), owner=UserName(owner), spec=JobSpec(script="x"), version=4)
+    usage = JobUsageRecorded(
+        event_id=MessageId(f"{n}-4"),
+        job_id=job.job_id,
+        at=ended_at,
+        attempt=1,
+        owner=job.owner,
+        account=account,
+        gate=GateName("local"),
+        started_at=ended_at - 10,
+        ended_at=ended_at,
+        nodes=1,
+        node_hours=hours,
+        cost=cost,
+    )
+    return Commit(events=[(job, usage)])
+
+
+def test_usage_is_summed_per_user_and_account_over_a_period(store: Store) -> None:
+    for commit in (
+        _used(1, "alice", "physics", 100.0, 1.0, 2.0),
+        _used(2, "alice", "physics", 200.0, 0.5, 1.0),
+        _used(3, "alice", "alice", 300.0, 2.0, 0.0),
+        _used(4, "bob", "physics", 150.0, 4.0, 8.0),
+    ):
+        store.commit(commit)
+    assert store.usage_totals(None, None, None) == [
+        ("alice", "alice", 1, 2.0, 0.0),
+        ("alice", "physics", 2, 1.5, 3.0),
+        ("bob", "physics", 1, 4.0, 8.0),
+    ]
+    assert store.usage_totals(150.0, 300.0, None) == [  # [since, until)
+        ("alice", "physics", 1, 0.5, 1.0),
+        ("bob", "physics", 1, 4.0, 8.0),
+    ]
+    assert store.usage_totals(None, None, "bob") == [("bob", "physics", 1, 4.0, 8.0)]
+    assert store.usage_totals(1000.0, None, None) == []

@@ -1,5 +1,6 @@
 """Priced gates (real processes): two local gates at different prices; jobs go to the
-cheaper one until it is full, then to the other, and ``skyport offers`` shows both."""
+cheaper one until it is full, then to the other, ``skyport offers`` shows both, and what
+the jobs used is accounted at each gate's price."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.events import JobUsageRecorded
 from schemas.jobs import JobSpec, JobState
 from terminals.client import Client
 from terminals.client.errors import ClientError
@@ -65,3 +67,17 @@ async def test_jobs_fill_the_cheaper_gate_first_then_the_other(two_gates: Harnes
         async with asyncio.timeout(30):
             while {(await client.job(i)).summary.state for i in ids} != {JobState.CANCELLED}:
                 await asyncio.sleep(0.2)
+        # each attempt that ran is accounted: its node-hours at its gate's price
+        records = [
+            e
+            for job_id in ids
+            async for e in client.events(job_id=job_id)
+            if isinstance(e, JobUsageRecorded)
+        ]
+        price = {"cheap": 0.5, "local": 2.5}
+        assert [r.gate for r in records] == gates
+        for r in records:
+            assert r.node_hours > 0 and r.cost == pytest.approx(r.node_hours * price[r.gate])
+        (total,) = (await client.usage()).totals
+        assert (total.owner, total.account, total.jobs) == ("alice", "alice", 4)
+        assert total.cost == pytest.approx(sum(r.cost for r in records))

@@ -250,3 +250,11 @@ def test_command_line_errors_name_the_option() -> None:
 def test_a_script_without_directives_gets_defaults() -> None:
     spec = build_spec("echo hi\n", parse_script("echo hi\n"))
     assert (spec.nodes, spec.time_limit_s, spec.name) == (1, 3600, "job")
+
+
+def test_the_account_to_charge_is_a_directive_as_in_sbatch() -> None:
+    script = "#!/bin/sh\n#SBATCH -A physics\ntrue\n"
+    assert build_spec(script, parse_script(script)).account == "physics"
+    assert build_spec("true\n", parse_script("true\n")).account is None  # the user's own
+    with pytest.raises(DirectiveError, match="line 1.*not an account name"):
+        parse_script("#SKYPORT --account=phys/ics\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from schemas.commands import GateOffer, JobDetail, NodeOffer
+from schemas.commands import GateOffer, JobDetail, NodeOffer, UsageReport, UsageTotal
 from schemas.ids import GateName, JobId, MessageId, UserName
 from schemas.jobs import JobSpec, JobState, JobSummary, NodeShape, Transition
 from terminals.cli import render
@@ -75,3 +75,22 @@ def test_offers_table_shows_free_over_total_price_and_state() -> None:
     assert lines[1].split() == ["cheap", "n0", "5/8", "800/1000", "1/2", "0.75", "up"]
     assert lines[2].split()[:7] == ["gone", "n0", "8/8", "1000/1000", "2/2", "0.75", "down"]
     assert render.offers_table([]) == "no gates have reported"
+
+
+def test_usage_table_sums_every_row_and_names_the_period() -> None:
+    report = UsageReport(
+        to=MessageId("q"),
+        since=None,
+        until=None,
+        totals=(
+            UsageTotal(owner=UserName("alice"), account="physics", jobs=2, node_hours=1.5, cost=3),
+            UsageTotal(owner=UserName("bob"), account="bob", jobs=1, node_hours=0.25, cost=0.5),
+        ),
+    )
+    lines = render.usage_table(report).splitlines()
+    assert lines[0] == "usage from the start to now"
+    assert lines[1].split() == ["USER", "ACCOUNT", "JOBS", "NODE_HOURS", "COST"]
+    assert lines[2].split() == ["alice", "physics", "2", "1.5000", "3.00"]
+    assert lines[-1].split() == ["total", "3", "1.7500", "3.50"]
+    empty = UsageReport(to=MessageId("q"), since=None, until=None)
+    assert render.usage_table(empty) == "usage from the start to now: nothing used"
