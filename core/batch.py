@@ -119,6 +119,9 @@ class Working:
 def decide_command(work: Working, actor: Actor, cmd: AnyCommand) -> AnyReply:
     """Decide one user or scheduler command against the overlay; return the reply."""
     if isinstance(cmd, SubmitJob):
+        refused = _bad_dependency(work, actor, cmd)
+        if refused is not None:
+            return refused
         job_id = JobId(str(work.commit.last_job_id + 1))
         work.append(decide_submit(job_id, actor, cmd.spec, work.now), is_new=True)
         work.commit.last_job_id += 1
@@ -146,6 +149,19 @@ _DECIDERS: dict[type[AnyCommand], Callable[[Job, Actor, float], list[AnyJobEvent
     HoldJob: decide_hold,
     ReleaseJob: decide_release,
 }
+
+
+def _bad_dependency(work: Working, actor: Actor, cmd: SubmitJob) -> Rejected | None:
+    """A dependency must name an existing job of the submitter's (any job, for an admin)."""
+    for dep in cmd.spec.dependencies:
+        other = work.job(dep.job_id)
+        if other is None:
+            detail = f"dependency on job {dep.job_id}, which does not exist"
+            return Rejected(to=cmd.id, code=RejectCode.UNKNOWN_JOB, detail=detail)
+        if other.owner != actor.name and not actor.admin:
+            detail = f"dependency on job {dep.job_id}, which is not yours"
+            return Rejected(to=cmd.id, code=RejectCode.NOT_OWNER, detail=detail)
+    return None
 
 
 def _unchanged(job: Job) -> str:

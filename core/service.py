@@ -40,6 +40,7 @@ from schemas.commands import (
     PlaceJobs,
     RejectCode,
     Rejected,
+    SubmitJob,
 )
 from schemas.gate import AnyGateEvent, GateCapacity, RunEvent
 from schemas.ids import JobId, MessageId, UserName
@@ -357,6 +358,8 @@ def _job_ids(body: AnyCommand | GateCapacity | RunEvent) -> list[JobId]:
     """Ids of the jobs a command names that could exist (others are simply unknown jobs)."""
     if isinstance(body, PlaceJobs):
         ids = [p.job_id for p in body.placements]
+    elif isinstance(body, SubmitJob):
+        ids = [d.job_id for d in body.spec.dependencies]  # checked to exist and be the user's
     else:
         job_id = getattr(body, "job_id", None)
         ids = [] if job_id is None or isinstance(body, RunEvent) else [job_id]

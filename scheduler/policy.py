@@ -16,7 +16,8 @@ Rules of the greedy pass:
 * The first job that does not fit gets a reservation (EASY backfill); later jobs start only
   if they cannot delay it. A job no live gate could ever hold is skipped, so it blocks nobody.
 * Held, in-flight and excluded (backing-off) jobs are not placed; in-flight placements count
-  as used capacity.
+  as used capacity. Neither are jobs whose dependencies are not satisfied
+  (``scheduler.dependencies``); they block nobody.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Protocol
 
 from scheduler.backfill import Release, Reservation, reserve
 from scheduler.capacity import GatePool, Need
+from scheduler.dependencies import Readiness, readiness
 from scheduler.view import PendingJob, View
 from schemas.commands import Placement
 from schemas.ids import GateName, JobId
@@ -97,6 +99,9 @@ class _Pass:
         )
         placements: list[Placement] = []
         for job in queue:
+            deps = job.spec.dependencies
+            if deps and readiness(deps, self.view.ended) is not Readiness.READY:
+                continue  # not startable yet (or ever): it blocks nobody, reserves nothing
             pools = self._capable_pools(job)
             if not pools:
                 continue  # never fits what is live: must not block anyone

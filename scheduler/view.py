@@ -39,7 +39,7 @@ from schemas.gate import (
     RunStarted,
 )
 from schemas.ids import GateName, JobId, UserName
-from schemas.jobs import Allocation, JobSpec, NodeShape
+from schemas.jobs import Allocation, JobSpec, JobState, NodeShape
 
 _NOT_NUMERIC = 1 << 62
 
@@ -98,6 +98,7 @@ class View:
         self.pending: dict[JobId, PendingJob] = {}
         self.active: dict[JobId, ActiveJob] = {}
         self.gates: dict[GateName, GateInfo] = {}
+        self.ended: dict[JobId, JobState] = {}  # how each finished job ended (dependencies)
         self.version = 0
         self._arrivals = 0
 
@@ -211,6 +212,7 @@ class View:
         )
         if stale:
             return False
+        self.ended[event.job_id] = _END_STATE[type(event)]
         gone = self.pending.pop(event.job_id, None) is not None
         gone = self.active.pop(event.job_id, None) is not None or gone
         return self._bump(gone)
@@ -229,6 +231,13 @@ class View:
             arrival=base.arrival,
         )
         return self._bump(True)
+
+
+_END_STATE: dict[type[JobCompleted | JobFailed | JobCancelled], JobState] = {
+    JobCompleted: JobState.COMPLETED,
+    JobFailed: JobState.FAILED,
+    JobCancelled: JobState.CANCELLED,
+}
 
 
 def _unique(nodes: tuple[NodeShape, ...]) -> tuple[NodeShape, ...]:

@@ -162,6 +162,24 @@ class RunOutcome(StrEnum):
     CANCELLED = "cancelled"
 
 
+class DependencyKind(StrEnum):
+    """When a dependency is satisfied (Slurm's names)."""
+
+    AFTEROK = "afterok"  # the other job completed
+    AFTERNOTOK = "afternotok"  # it failed or was cancelled
+    AFTERANY = "afterany"  # it ended, however
+
+
+class Dependency(msgspec.Struct, frozen=True, kw_only=True):
+    """This job may start only once job ``job_id`` has ended as ``kind`` says."""
+
+    kind: DependencyKind
+    job_id: Annotated[JobId, Meta(pattern="^[1-9][0-9]{0,17}$")]
+
+
+MAX_DEPENDENCIES = 1000
+
+
 class StagedInput(msgspec.Struct, frozen=True, kw_only=True):
     """A file staged into the work directory: ``name`` there, ``obj`` in the object store."""
 
@@ -191,6 +209,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     gate: GateName | None = None
     priority: Priority = 0
     account: Account | None = None  # whose budget pays (Slurm's --account); None: the user's
+    dependencies: Annotated[tuple[Dependency, ...], Meta(max_length=MAX_DEPENDENCIES)] = ()
 
     def __post_init__(self) -> None:
         if len(self.env) > MAX_ENV_VARS:

@@ -91,6 +91,27 @@ def parse_priority(text: str) -> int:
     return _whole(text)
 
 
+_DEPENDENCY_KINDS = ("afterok", "afternotok", "afterany")
+
+
+def parse_dependency(text: str) -> list[dict[str, str]]:
+    """Slurm's ``KIND:ID[:ID...][,KIND:ID...]`` (all must hold; ``?`` for "any" is not
+    supported), as the spec's dependency list."""
+    found: list[dict[str, str]] = []
+    if "?" in text:
+        raise ValueProblem("'?' (any of) dependencies are not supported; use ',' (all of)")
+    for part in text.strip().split(","):
+        kind, _, ids = part.strip().partition(":")
+        if kind not in _DEPENDENCY_KINDS:
+            raise ValueProblem(f"{kind!r} is not one of {', '.join(_DEPENDENCY_KINDS)}")
+        if not ids:
+            raise ValueProblem(f"{part.strip()!r} names no job")
+        for job_id in ids.split(":"):
+            number = _digits(job_id, f"{job_id!r} is not a job id")
+            found.append({"kind": kind, "job_id": str(number)})
+    return found
+
+
 def parse_account(text: str) -> str:
     """An account name: letters, digits, ``_`` and ``-``, at most 64 of them."""
     name = text.strip()
@@ -233,6 +254,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("gate", "gate", str.strip, help="run on this gate only"),
     Option("priority", "priority", parse_priority, help="priority, -10000..10000"),
     Option("account", "account", parse_account, "A", help="account to charge (default: you)"),
+    Option(
+        "dependency",
+        "dependencies",
+        parse_dependency,
+        "d",
+        help="afterok|afternotok|afterany:JOB[:JOB...][,...]: start only after those jobs",
+    ),
 )
 BY_LONG = {o.long: o for o in OPTIONS}
 BY_SHORT = {o.short: o for o in OPTIONS if o.short}

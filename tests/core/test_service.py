@@ -53,7 +53,16 @@ from schemas.gate import (
     StopRun,
 )
 from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
-from schemas.jobs import Allocation, JobSpec, JobState, NodeAllocation, NodeShape, RunOutcome
+from schemas.jobs import (
+    Allocation,
+    Dependency,
+    DependencyKind,
+    JobSpec,
+    JobState,
+    NodeAllocation,
+    NodeShape,
+    RunOutcome,
+)
 from schemas.roster import Identity
 from schemas.wire import MAX_PAYLOAD, Signer, new_user_seed
 from tests.core.conftest import RunningCore, eventually, new_id, send, start_core, submit_job
@@ -653,3 +662,22 @@ async def test_users_see_their_own_usage_and_admins_everyones(
     }
     just_bob = await ask(admin, "bob")
     assert isinstance(just_bob, UsageReport) and [t.owner for t in just_bob.totals] == ["bob"]
+
+
+async def test_a_dependency_must_name_an_existing_job_of_the_submitters(
+    core: RunningCore, alice: Bus, bob: Bus, admin: Bus
+) -> None:
+    first = await send(alice, submit_job())
+    assert isinstance(first, Accepted) and first.job_id is not None
+
+    def on(job_id: str) -> SubmitJob:
+        dep = Dependency(kind=DependencyKind.AFTEROK, job_id=JobId(job_id))
+        return SubmitJob(id=new_id(), at=time.time(), spec=JobSpec(script="x", dependencies=(dep,)))
+
+    ok = await send(alice, on(first.job_id))
+    assert isinstance(ok, Accepted)
+    unknown = await send(alice, on("999"))
+    assert isinstance(unknown, Rejected) and unknown.code is RejectCode.UNKNOWN_JOB
+    not_hers = await send(bob, on(first.job_id))
+    assert isinstance(not_hers, Rejected) and not_hers.code is RejectCode.NOT_OWNER
+    assert isinstance(await send(admin, on(first.job_id)), Accepted)

@@ -7,9 +7,9 @@ import pytest
 from scheduler.policy import plan
 from scheduler.view import View
 from schemas.commands import Placement
-from schemas.events import JobHeld, JobRequeued
+from schemas.events import JobCancelled, JobCompleted, JobFailed, JobHeld, JobRequeued
 from schemas.ids import GateName, JobId, UserName
-from schemas.jobs import NodeAllocation
+from schemas.jobs import Dependency, DependencyKind, FailReason, NodeAllocation
 from tests.scheduler.factories import (
     NOW,
     allocation_on,
@@ -239,3 +239,57 @@ def test_a_job_that_fits_only_the_dear_gate_now_is_not_kept_waiting_for_the_chea
         submitted("2", cpus_per_task=4),
     )
     assert _placed(view_of(DEAR, CHEAP, events=events))["2"].allocation.gate == "a-dear"
+
+
+# -- dependencies ----------------------------------------------------------------------------
+
+
+def _ended(job_id: str, how: str) -> JobCompleted | JobFailed | JobCancelled:
+    eid, jid = event_id(), JobId(job_id)
+    if how == "completed":
+        return JobCompleted(event_id=eid, job_id=jid, at=NOW, attempt=1)
+    if how == "failed":
+        return JobFailed(event_id=eid, job_id=jid, at=NOW, attempt=1, reason=FailReason.EXIT_CODE)
+    return JobCancelled(event_id=eid, job_id=jid, at=NOW, by=UserName("alice"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "how", "starts"),
+    [
+        (DependencyKind.AFTEROK, "completed", True),
+        (DependencyKind.AFTEROK, "failed", False),
+        (DependencyKind.AFTERNOTOK, "failed", True),
+        (DependencyKind.AFTERNOTOK, "cancelled", True),
+        (DependencyKind.AFTERNOTOK, "completed", False),
+        (DependencyKind.AFTERANY, "cancelled", True),
+        (DependencyKind.AFTERANY, "completed", True),
+    ],
+)
+def test_a_dependent_job_starts_only_once_its_dependency_ended_as_asked(
+    kind: DependencyKind, how: str, starts: bool
+) -> None:
+    dep = (Dependency(kind=kind, job_id=JobId("1")),)
+    waiting = view_of(LOCAL, events=(submitted("1"), submitted("2", dependencies=dep)))
+    assert list(_placed(waiting)) == ["1"]  # job 1 has not ended: job 2 waits
+    ended = view_of(
+        LOCAL, events=(submitted("1"), _ended("1", how), submitted("2", dependencies=dep))
+    )
+    assert ("2" in _placed(ended)) is starts
+
+
+def test_a_waiting_dependent_job_takes_no_reservation_from_those_behind_it() -> None:
+    a = node("a", cpus=4)
+    busy = Placement(job_id=JobId("1"), attempt=1, allocation=allocation_on("local", (a, 2, 0, ())))
+    dep = (Dependency(kind=DependencyKind.AFTEROK, job_id=JobId("1")),)
+    view = view_of(
+        capacity("local", a),
+        events=(
+            submitted("1", cpus_per_task=2, time_limit_s=600),
+            scheduled(busy),  # job 1 runs on half the node for up to 10 minutes
+            submitted("2", cpus_per_task=4, priority=9, dependencies=dep),  # waits for it
+            submitted("3", cpus_per_task=2, time_limit_s=3600),  # would delay a reservation
+        ),
+    )
+    # Job 2 cannot start before job 1 ends, so it must not reserve the node at that time:
+    # job 3 fits the free half now and starts.
+    assert list(_placed(view)) == ["3"]

@@ -1,8 +1,9 @@
 """Invariants of the greedy pass, checked by hypothesis against a brute-force model.
 
 No node is over-committed, a gang job gets all its nodes or none, held jobs are never placed,
-the first blocked job could not have fitted at its turn (priority order), and jobs started
-behind it never delay the earliest start it had without them (EASY backfill).
+the first blocked job could not have fitted at its turn (priority order), jobs started
+behind it never delay the earliest start it had without them (EASY backfill), and no job
+starts before its dependencies are satisfied.
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ from scheduler.capacity import Need
 from scheduler.policy import plan
 from scheduler.view import PendingJob, View
 from schemas.commands import Placement
-from schemas.events import JobHeld
+from schemas.events import JobCancelled, JobCompleted, JobFailed, JobHeld
 from schemas.gate import GateCapacity
 from schemas.ids import GateName, JobId, UserName
-from schemas.jobs import Allocation, NodeShape
+from schemas.jobs import (
+    Allocation,
+    Dependency,
+    DependencyKind,
+    FailReason,
+    JobState,
+    NodeShape,
+)
 from tests.scheduler.factories import NOW, capacity, event_id, scheduled, submitted
 
 GATES = ("g1", "g2")
@@ -182,3 +190,54 @@ def test_backfill_never_delays_the_top_reservation(view: View) -> None:
     event("backfilled" if len(before) < len(placements) else "nothing behind the blocked job")
     # ... still holds with everything the pass started.
     assert _fits(view, blocked, _running(view) + _new(view, placements), start)
+
+
+@st.composite
+def views_with_dependencies(draw: st.DrawFn) -> View:
+    """Gates; earlier jobs of which some ended (completed, failed or cancelled); and a queue
+    whose jobs may depend on the earlier ones, in every kind."""
+    view = View()
+    for gate in draw(gates()):
+        view.apply_gate_event(gate)
+    earlier = draw(st.integers(1, 6))
+    for n in range(1, earlier + 1):
+        view.apply_job_event(submitted(str(n), cpus_per_task=1, gate=draw(st.sampled_from(GATES))))
+        end = draw(st.sampled_from(("running", "completed", "failed", "cancelled")))
+        eid, jid = event_id(), JobId(str(n))
+        if end == "completed":
+            view.apply_job_event(JobCompleted(event_id=eid, job_id=jid, at=NOW, attempt=1))
+        elif end == "failed":
+            reason = FailReason.EXIT_CODE
+            view.apply_job_event(
+                JobFailed(event_id=eid, job_id=jid, at=NOW, attempt=1, reason=reason)
+            )
+        elif end == "cancelled":
+            view.apply_job_event(JobCancelled(event_id=eid, job_id=jid, at=NOW, by=UserName("a")))
+    for n in range(earlier + 1, earlier + draw(st.integers(2, 10)) + 1):
+        deps = draw(
+            st.lists(
+                st.builds(
+                    Dependency,
+                    kind=st.sampled_from(list(DependencyKind)),
+                    job_id=st.integers(1, earlier).map(lambda i: JobId(str(i))),
+                ),
+                max_size=3,
+            )
+        )
+        fields = {**draw(job_fields), "dependencies": tuple(deps)}
+        view.apply_job_event(submitted(str(n), **fields))
+    return view
+
+
+@settings(max_examples=300, deadline=None)
+@given(views_with_dependencies())
+def test_dependencies_hold(view: View) -> None:
+    for placement in plan(view, NOW):
+        for dep in view.pending[placement.job_id].spec.dependencies:
+            ended = view.ended.get(dep.job_id)
+            assert ended is not None, f"job {placement.job_id} placed before job {dep.job_id} ended"
+            if dep.kind is DependencyKind.AFTEROK:
+                assert ended is JobState.COMPLETED
+            elif dep.kind is DependencyKind.AFTERNOTOK:
+                assert ended in (JobState.FAILED, JobState.CANCELLED)
+    event(f"{len(view.ended)} of the earlier jobs ended")

@@ -258,3 +258,29 @@ def test_the_account_to_charge_is_a_directive_as_in_sbatch() -> None:
     assert build_spec("true\n", parse_script("true\n")).account is None  # the user's own
     with pytest.raises(DirectiveError, match="line 1.*not an account name"):
         parse_script("#SKYPORT --account=phys/ics\n")
+
+
+def test_dependencies_use_slurms_syntax() -> None:
+    script = "#!/bin/sh\n#SBATCH --dependency=afterok:3:4,afterany:5\ntrue\n"
+    deps = build_spec(script, parse_script(script)).dependencies
+    assert [(d.kind.value, d.job_id) for d in deps] == [
+        ("afterok", "3"),
+        ("afterok", "4"),
+        ("afterany", "5"),
+    ]
+    short = "#SKYPORT -d afternotok:7\n"
+    assert [d.job_id for d in build_spec(short, parse_script(short)).dependencies] == ["7"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("afterok:3?afterany:4", "not supported"),
+        ("after:3", "not one of"),
+        ("afterok", "names no job"),
+        ("afterok:x3", "not a job id"),
+    ],
+)
+def test_malformed_dependencies_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(DirectiveError, match=f"line 1.*{problem}"):
+        parse_script(f"#SKYPORT --dependency={text}\n")
