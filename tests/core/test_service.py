@@ -211,14 +211,17 @@ async def report(gate: Bus, event: GateCapacity | RunStarted | RunEnded) -> None
     )
 
 
-async def capacity(gate: Bus, core: RunningCore, cpus: int = 4) -> None:
+async def capacity(
+    gate: Bus, core: RunningCore, cpus: int = 4, nodes: tuple[NodeShape, ...] = ()
+) -> None:
+    """Gate ``local`` reports ``nodes`` (default: node0 with ``cpus``); wait until core knows."""
     await report(
         gate,
         GateCapacity(
             event_id=new_id("cap"),
             at=time.time(),
             gate=GateName("local"),
-            nodes=(NodeShape(name="node0", cpus=cpus, memory_mb=1000),),
+            nodes=nodes or (NodeShape(name="node0", cpus=cpus, memory_mb=1000),),
         ),
     )
 
@@ -596,23 +599,11 @@ async def test_bad_submissions_get_a_clear_error_and_change_nothing(
 async def test_offers_show_every_gates_nodes_prices_and_what_is_held(
     core: RunningCore, alice: Bus, scheduler: Bus, gate: Bus
 ) -> None:
-    await report(
-        gate,
-        GateCapacity(
-            event_id=new_id("cap"),
-            at=time.time(),
-            gate=GateName("local"),
-            nodes=(
-                NodeShape(name="node0", cpus=4, memory_mb=1000, price_per_hour=1.5),
-                NodeShape(name="node1", cpus=2, memory_mb=500, gpus=1, price_per_hour=3.0),
-            ),
-        ),
+    priced = (
+        NodeShape(name="node0", cpus=4, memory_mb=1000, price_per_hour=1.5),
+        NodeShape(name="node1", cpus=2, memory_mb=500, gpus=1, price_per_hour=3.0),
     )
-
-    async def known() -> bool:
-        return "local" in core.service.state.gates
-
-    await eventually(known)
+    await capacity(gate, core, nodes=priced)
     reply = await send(alice, submit_job(cpus_per_task=3))
     assert isinstance(reply, Accepted) and reply.job_id is not None
     await place(scheduler, reply.job_id, alloc(("node0", 3)))

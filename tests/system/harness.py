@@ -68,29 +68,22 @@ class Harness:
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, *COMPONENT_ARGS[name]]
-        argv += ["--state-dir", str(self.state.root), "--nats-url", self.url]
         if name == "gate":
             argv += self.gate_args
-        self.state.logs_dir.mkdir(parents=True, exist_ok=True)
         self.starts[name] = self.starts.get(name, 0) + 1
-        with open(self.state.logs_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        self.procs[name] = proc
-        return proc
+        return self._spawn(name, argv)
 
     def start_gate(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         """One more local gate instance ``name`` (its own identity, let in by a reload)."""
         self.state.ensure_identity(name, Role.GATE)
         if self.nats is not None:
             server.reload(self.nats, self.state.root)
-        argv = [sys.executable, "-m", "gates", "--gate", "local", "--name", name, *args]
-        argv += ["--state-dir", str(self.state.root), "--nats-url", self.url]
+        return self._spawn(
+            name, [sys.executable, "-m", "gates", "--gate", "local", "--name", name, *args]
+        )
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        argv = [*argv, "--state-dir", str(self.state.root), "--nats-url", self.url]
         self.state.logs_dir.mkdir(parents=True, exist_ok=True)
         with open(self.state.logs_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
