@@ -46,7 +46,7 @@ from schemas.commands import (
 from schemas.events import AnyJobEvent
 from schemas.gate import GateCapacity, RunEvent
 from schemas.ids import JobId, MessageId
-from schemas.jobs import NodeShape
+from schemas.jobs import Allocation, NodeShape, node_share
 
 
 @dataclass
@@ -151,6 +151,19 @@ _DECIDERS: dict[type[AnyCommand], Callable[[Job, Actor, float], list[AnyJobEvent
 }
 
 
+def _billing(alloc: Allocation, nodes: dict[str, NodeShape] | None) -> tuple[float, float]:
+    """Price per hour and whole-node equivalent of an allocation's shares (unknown nodes,
+    which the capacity check refuses anyway, count for nothing)."""
+    price = share = 0.0
+    for part in alloc.nodes:
+        node = (nodes or {}).get(part.node)
+        if node is not None:
+            fraction = node_share(node, part.cpus, part.memory_mb, len(part.gpus))
+            price += fraction * node.price_per_hour
+            share += fraction
+    return price, share
+
+
 def _bad_dependency(work: Working, actor: Actor, cmd: SubmitJob) -> Rejected | None:
     """A dependency must name an existing job of the submitter's (any job, for an admin)."""
     for dep in cmd.spec.dependencies:
@@ -186,11 +199,8 @@ def _place(work: Working, cmd: PlaceJobs) -> PlaceReply:
             )
             continue
         try:
-            nodes = work.nodes(placement.allocation.gate) or {}
-            price = sum(
-                nodes[n.node].price_per_hour for n in placement.allocation.nodes if n.node in nodes
-            )
-            events = decide_place(job, placement, cmd.plan_id, work.now, price)
+            price, share = _billing(placement.allocation, work.nodes(placement.allocation.gate))
+            events = decide_place(job, placement, cmd.plan_id, work.now, price, share)
         except JobRuleError as err:
             rejected.append(PlaceRejection(job_id=job.job_id, code=err.code, detail=err.detail))
             continue

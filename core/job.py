@@ -82,7 +82,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     submitted_at: float = 0.0
     started_at: float | None = None
     ended_at: float | None = None
-    price_per_hour: float = 0.0  # of the current attempt's allocation
+    price_per_hour: float = 0.0  # of the current attempt's shares
+    node_share: float | None = None  # the whole-node equivalent of those shares
     gate_started_at: float | None = None  # the current attempt's start, by the gate's clock
 
     @property
@@ -231,10 +232,16 @@ def decide_release(job: Job, actor: Actor, at: float) -> list[AnyJobEvent]:
 
 
 def decide_place(
-    job: Job, placement: Placement, plan_id: PlanId, at: float, price_per_hour: float = 0.0
+    job: Job,
+    placement: Placement,
+    plan_id: PlanId,
+    at: float,
+    price_per_hour: float = 0.0,
+    node_share: float | None = None,
 ) -> list[AnyJobEvent]:
     """Schedule attempt ``placement.attempt`` of a pending job (capacity is checked apart);
-    ``price_per_hour`` is what its nodes cost together, by the gate's report."""
+    ``price_per_hour`` is what its shares of the nodes cost, by the gate's report, and
+    ``node_share`` how many whole nodes they add up to."""
     if job.state is not JobState.PENDING:
         raise JobRuleError(RejectCode.INVALID_STATE, f"job {job.job_id} is {job.state}")
     if job.held:
@@ -260,6 +267,7 @@ def decide_place(
             allocation=alloc,
             plan_id=plan_id,
             price_per_hour=price_per_hour,
+            node_share=node_share,
             detail=f"placed on {alloc.gate}: {_nodes_text(alloc)}{again}",
         )
     ]
@@ -350,6 +358,7 @@ def _usage(job: Job, ev: RunEnded, at: float) -> list[AnyJobEvent]:
     )
     hours = max(0.0, end - start) / 3600
     nodes = len(job.allocation.nodes)
+    share = job.node_share if job.node_share is not None else float(nodes)
     cost = hours * job.price_per_hour
     return [
         JobUsageRecorded(
@@ -363,9 +372,9 @@ def _usage(job: Job, ev: RunEnded, at: float) -> list[AnyJobEvent]:
             started_at=start,
             ended_at=end,
             nodes=nodes,
-            node_hours=hours * nodes,
+            node_hours=hours * share,
             cost=cost,
-            detail=f"used {hours * nodes:.4g} node-hours on {job.allocation.gate}, cost {cost:.4g}",
+            detail=f"used {hours * share:.4g} node-hours on {job.allocation.gate}, cost {cost:.4g}",
         )
     ]
 
@@ -457,6 +466,7 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
                 stop_by=None,
                 exit_code=None,
                 price_per_hour=event.price_per_hour,
+                node_share=event.node_share,
             )
         case JobStagingIn():
             return replace(job, state=JobState.STAGING_IN)

@@ -3,7 +3,8 @@
 Pure: no I/O, no clock. A pool starts from the nodes a gate advertises, is charged with what
 active and in-flight jobs hold, and is charged again as the pass places jobs. Nodes are kept
 in buckets by free cpus, so a search for ``n`` nodes with ``c`` cpus looks at the nodes with
-the fewest sufficient cpus first (best fit) and never at the ones that are too small.
+the fewest sufficient cpus first (best fit) and never at the ones that are too small. A gate
+whose nodes differ in price is searched cheapest first (``find_cheapest``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from schemas.ids import GateName
-from schemas.jobs import JobSpec, NodeAllocation, NodeShape
+from schemas.jobs import JobSpec, NodeAllocation, NodeShape, node_share
 
 
 class Need(NamedTuple):
@@ -60,6 +61,7 @@ class GatePool:
         for i, node in enumerate(self.nodes):
             self._buckets[node.cpus][i] = None
         self.free_cpus = sum(node.cpus for node in self.nodes)
+        self._levels: dict[Need, list[float]] = {}
 
     def capable(self, need: Need) -> int:
         """How many nodes could hold ``need`` if they were empty."""
@@ -93,6 +95,31 @@ class GatePool:
             gpus=gpus,
         )
 
+    def cost(self, i: int, need: Need) -> float:
+        """What ``need`` on node ``i`` costs per hour: the node's price × the part it takes."""
+        shape = self.nodes[i].shape
+        return node_share(shape, need.cpus, need.memory_mb, need.gpus) * shape.price_per_hour
+
+    def find_cheapest(self, need: Need, count: int, admit: Admit | None = None) -> list[int] | None:
+        """``find`` among the cheapest nodes that can do: the gate's cost levels for ``need``
+        are tried from the lowest up (a single ``find`` when all its nodes cost alike)."""
+        levels = self._levels.get(need)
+        if levels is None:
+            levels = self._levels[need] = _cost_levels(
+                [self.cost(i, need) for i in self.index.values()]
+            )
+        if len(levels) == 1:
+            return self.find(need, count, admit)
+        for level in levels:
+
+            def cheap(i: int, level: float = level) -> bool:
+                return self.cost(i, need) <= level and (admit is None or admit(i))
+
+            chosen = self.find(need, count, cheap)
+            if chosen is not None:
+                return chosen
+        return None
+
     def find(self, need: Need, count: int, admit: Admit | None = None) -> list[int] | None:
         """Indices of ``count`` distinct nodes that fit ``need``, best fit first, or None."""
         if count * need.cpus > self.free_cpus:
@@ -117,3 +144,16 @@ class GatePool:
         self._buckets[new][i] = None
         self.free_cpus += new - old
         node.cpus = cpus
+
+
+MAX_COST_LEVELS = 16
+
+
+def _cost_levels(costs: list[float]) -> list[float]:
+    """The distinct costs, lowest first; at most ``MAX_COST_LEVELS`` of them (evenly spread,
+    the highest always kept), so a gate of many prices costs a pass few searches."""
+    levels = sorted(set(costs)) or [0.0]
+    if len(levels) <= MAX_COST_LEVELS:
+        return levels
+    step = len(levels) / MAX_COST_LEVELS
+    return [levels[int(k * step)] for k in range(1, MAX_COST_LEVELS)] + [levels[-1]]

@@ -9,10 +9,12 @@ Rules of the greedy pass:
 
 * Jobs are taken by priority (highest first), then FIFO by numeric job id.
 * A job gets ``spec.nodes`` distinct nodes of one gate, each with its cpus, memory and GPUs
-  free, or nothing (gang placement). ``spec.gate`` restricts the gate. Among the gates where
-  it can start now, the one whose chosen nodes cost least per hour wins (ties: gate name);
-  a job is never made to wait for a cheaper gate. Nodes are chosen by best fit (fewest free
-  cpus left).
+  free, or nothing (gang placement). ``spec.gate`` restricts the gate. A share of a node
+  costs the node's price × the part of it the job takes (``schemas.jobs.node_share``).
+  Within a gate the cheapest nodes that can hold the job are chosen, by best fit (fewest
+  free cpus left) among equals; among the gates where it can start now, the one where it
+  costs least per hour wins (ties: gate name). A job is never made to wait for a cheaper
+  gate.
 * The first job that does not fit gets a reservation (EASY backfill); later jobs start only
   if they cannot delay it. A job no live gate could ever hold is skipped, so it blocks nobody.
 * Held, in-flight and excluded (backing-off) jobs are not placed; in-flight placements count
@@ -137,10 +139,10 @@ class _Pass:
         for pool in pools:  # every gate where it starts now; the cheapest wins, then by name
             guarded = res is not None and not ends_in_time and res.gate == pool.gate
             admit = (lambda i: res.admits(i, need)) if guarded and res is not None else None
-            chosen = pool.find(need, spec.nodes, admit)
+            chosen = pool.find_cheapest(need, spec.nodes, admit)
             if chosen is None:
                 continue
-            price = sum(pool.nodes[i].shape.price_per_hour for i in chosen)
+            price = sum(pool.cost(i, need) for i in chosen)
             if best is None or price < best[0]:
                 best = (price, pool, chosen, guarded)
                 if price == 0:

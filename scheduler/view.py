@@ -162,7 +162,11 @@ class View:
         return changed
 
     def _on_submitted(self, event: JobSubmitted) -> bool:
-        if event.job_id in self.pending or event.job_id in self.active:
+        if (
+            event.job_id in self.pending
+            or event.job_id in self.active
+            or event.job_id in self.ended
+        ):
             return False  # a redelivered submission
         self._arrivals += 1
         self.pending[event.job_id] = PendingJob(

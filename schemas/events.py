@@ -38,7 +38,8 @@ class JobScheduled(JobEvent, frozen=True, kw_only=True, tag="job_scheduled"):
     attempt: int
     allocation: Allocation
     plan_id: PlanId
-    price_per_hour: float = 0.0  # of the whole allocation, from its nodes' prices then
+    price_per_hour: float = 0.0  # of the job's shares of its nodes, at their prices then
+    node_share: float | None = None  # how many whole nodes its shares add up to (billing)
 
 
 class JobStagingIn(JobEvent, frozen=True, kw_only=True, tag="job_staging_in"):
@@ -83,8 +84,9 @@ class JobCancelled(JobEvent, frozen=True, kw_only=True, tag="job_cancelled"):
 
 class JobUsageRecorded(JobEvent, frozen=True, kw_only=True, tag="job_usage_recorded"):
     """What one attempt used, from its start to its end on the gate (both by the gate's
-    clock, so that clock skew between hosts does not count): node-hours and their cost at
-    the allocation's price. Recorded once per attempt that started."""
+    clock, so that clock skew between hosts does not count): node-hours (by the part of each
+    node it took) and their cost at the allocation's price. Recorded once per attempt that
+    started."""
 
     attempt: int
     owner: UserName

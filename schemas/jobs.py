@@ -177,7 +177,7 @@ class Dependency(msgspec.Struct, frozen=True, kw_only=True):
     job_id: Annotated[JobId, Meta(pattern="^[1-9][0-9]{0,17}$")]
 
 
-MAX_DEPENDENCIES = 1000
+MAX_DEPENDENCIES = 64  # core loads each one's job when the submission is decided
 
 
 class StagedInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,6 +218,8 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             raise ValueError(f"the environment is larger than {MAX_ENV_BYTES // KiB} KiB")
         for key in self.env:
             check_env_name(key)
+        if len({d.job_id for d in self.dependencies}) < len(self.dependencies):
+            raise ValueError("a job is named twice in the dependencies")
         if len(self.inputs) > MAX_STAGED_FILES or len(self.outputs) > MAX_STAGED_FILES:
             raise ValueError(f"at most {MAX_STAGED_FILES} inputs and outputs")
         names = [check_relative_path(i.name) for i in self.inputs]
@@ -254,6 +256,18 @@ class NodeAllocation(msgspec.Struct, frozen=True, kw_only=True):
     cpus: int
     memory_mb: int
     gpus: tuple[int, ...] = ()
+
+
+def node_share(node: NodeShape, cpus: int, memory_mb: int, gpus: int) -> float:
+    """The part of ``node`` a share of it takes, for billing: its largest fraction of the
+    node's cpus, memory or GPUs (as Slurm's TRES billing), at most the whole node. A job
+    on half a node's cpus pays half the node's price."""
+    parts = [cpus / node.cpus]
+    if node.memory_mb:
+        parts.append(memory_mb / node.memory_mb)
+    if node.gpus:
+        parts.append(gpus / node.gpus)
+    return min(1.0, max(parts))
 
 
 class Allocation(msgspec.Struct, frozen=True, kw_only=True):

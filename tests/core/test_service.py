@@ -43,7 +43,7 @@ from schemas.commands import (
     SubmitJob,
     UsageReport,
 )
-from schemas.events import AnyJobEvent, JobSubmitted, JobUsageRecorded
+from schemas.events import AnyJobEvent, JobScheduled, JobSubmitted, JobUsageRecorded
 from schemas.gate import (
     AnyGateCommand,
     GateCapacity,
@@ -672,3 +672,20 @@ async def test_a_dependency_must_name_an_existing_job_of_the_submitters(
     not_hers = await send(bob, on(first.job_id))
     assert isinstance(not_hers, Rejected) and not_hers.code is RejectCode.NOT_OWNER
     assert isinstance(await send(admin, on(first.job_id)), Accepted)
+
+
+async def test_a_placement_is_priced_by_the_part_of_each_node_it_takes(
+    core: RunningCore, alice: Bus, scheduler: Bus, gate: Bus
+) -> None:
+    node = NodeShape(name="node0", cpus=8, memory_mb=1000, price_per_hour=8.0)
+    await capacity(gate, core, nodes=(node,))
+    ids = []
+    for _ in range(2):  # two one-cpu jobs share the node: each pays an eighth of it
+        reply = await send(alice, submit_job())
+        assert isinstance(reply, Accepted) and reply.job_id is not None
+        assert (await place(scheduler, reply.job_id, alloc(("node0", 1)))).accepted
+        ids.append(reply.job_id)
+    for job_id in ids:
+        events = core.store.job_events(job_id)
+        (placed,) = [e for e in events if isinstance(e, JobScheduled)]
+        assert (placed.price_per_hour, placed.node_share) == (1.0, 0.125)

@@ -293,3 +293,18 @@ def test_a_waiting_dependent_job_takes_no_reservation_from_those_behind_it() -> 
     # Job 2 cannot start before job 1 ends, so it must not reserve the node at that time:
     # job 3 fits the free half now and starts.
     assert list(_placed(view)) == ["3"]
+
+
+def test_within_a_gate_the_cheapest_nodes_that_can_hold_a_job_are_taken() -> None:
+    a = capacity("a", node("dearsmall", cpus=4, price=10.0), node("cheapbig", cpus=8, price=1.0))
+    b = capacity("b", node("mid", cpus=4, price=5.0))
+    [placement] = plan(view_of(a, b, events=(submitted("1", cpus_per_task=4),)), NOW)
+    # half of cheapbig costs 0.5 an hour; best fit alone would take dearsmall at 10
+    assert (placement.allocation.gate, placement.allocation.nodes[0].node) == ("a", "cheapbig")
+
+
+def test_a_share_of_a_node_costs_that_part_of_its_price() -> None:
+    big = capacity("big", node("b0", cpus=16, price=8.0))  # 2 cpus of it: 1.0 an hour
+    small = capacity("small", node("s0", cpus=2, price=1.5))  # all of it: 1.5 an hour
+    [placement] = plan(view_of(big, small, events=(submitted("1", cpus_per_task=2),)), NOW)
+    assert placement.allocation.gate == "big"

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.system
 
 @pytest.fixture
 def two_gates(tmp_path: Path) -> Iterator[Harness]:
-    h = Harness.create(tmp_path / "state", ["--nodes", "2", "--cpus", "1", "--price", "2.5"])
-    h.start_all()  # "local": two 1-cpu nodes at 2.5 an hour each
-    h.start_gate("cheap", ["--nodes", "2", "--cpus", "1", "--price", "0.5"])
+    # "local" is the cheap one: the old first-fit-by-name order would start on "dear"
+    h = Harness.create(tmp_path / "state", ["--nodes", "2", "--cpus", "1", "--price", "0.5"])
+    h.start_all()  # "local": two 1-cpu nodes at 0.5 an hour each
+    h.start_gate("dear", ["--nodes", "2", "--cpus", "1", "--price", "2.5"])
     try:
         yield h
     finally:
@@ -36,7 +37,7 @@ async def _both_live(client: Client, timeout: float = 30.0) -> None:
     while True:
         try:
             offers = await client.offers()
-            if {g.gate for g in offers if g.live} == {"local", "cheap"}:
+            if {g.gate for g in offers if g.live} == {"local", "dear"}:
                 return
         except ClientError:  # core still starting
             pass
@@ -50,7 +51,7 @@ async def test_jobs_fill_the_cheaper_gate_first_then_the_other(two_gates: Harnes
     async with await Client.connect(h.state.root, "alice", h.url, timeout=2) as client:
         await _both_live(client)
         prices = {g.gate: {n.node.price_per_hour for n in g.nodes} for g in await client.offers()}
-        assert prices == {"local": {2.5}, "cheap": {0.5}}
+        assert prices == {"local": {0.5}, "dear": {2.5}}
         ids = [await client.submit(JobSpec(script="sleep 60\n")) for _ in range(4)]
         async with asyncio.timeout(30):
             while True:
@@ -59,9 +60,9 @@ async def test_jobs_fill_the_cheaper_gate_first_then_the_other(two_gates: Harnes
                     break
                 await asyncio.sleep(0.2)
         gates = [d.allocation.gate for d in details if d.allocation is not None]
-        assert gates == ["cheap", "cheap", "local", "local"]
+        assert gates == ["local", "local", "dear", "dear"]
         busy = {g.gate: sum(n.used_cpus for n in g.nodes) for g in await client.offers()}
-        assert busy == {"local": 2, "cheap": 2}
+        assert busy == {"local": 2, "dear": 2}
         for job_id in ids:
             await client.cancel(job_id)
         async with asyncio.timeout(30):
@@ -74,7 +75,7 @@ async def test_jobs_fill_the_cheaper_gate_first_then_the_other(two_gates: Harnes
             async for e in client.events(job_id=job_id)
             if isinstance(e, JobUsageRecorded)
         ]
-        price = {"cheap": 0.5, "local": 2.5}
+        price = {"local": 0.5, "dear": 2.5}
         assert [r.gate for r in records] == gates
         for r in records:
             assert r.node_hours > 0 and r.cost == pytest.approx(r.node_hours * price[r.gate])
