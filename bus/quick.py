@@ -95,7 +95,11 @@ class QuickRequester:
         if info.get("nonce"):  # the server asks who we are: our nkey signs its challenge
             connect["nkey"] = self.signer.public_key
             connect["sig"] = self.signer.sign_nonce(str(info["nonce"]))
-        sock.sendall(b"CONNECT " + json.dumps(connect).encode() + CRLF)
+        try:
+            sock.sendall(b"CONNECT " + json.dumps(connect).encode() + CRLF)
+        except OSError as exc:
+            sock.close()
+            raise QuickConnectError(f"NATS connection failed: {exc}") from exc
         return sock
 
     def _greeting(self, url: str) -> dict[str, object]:
@@ -134,7 +138,7 @@ class QuickRequester:
         head += CRLF
         self._sid += 1
         inbox = f"{self.inbox}.{os.urandom(12).hex()}"
-        self._sock.sendall(
+        self._send(
             b"".join(
                 [
                     f"SUB {inbox} {self._sid}\r\n".encode(),
@@ -159,6 +163,12 @@ class QuickRequester:
             raise QuickError(f"the reply on {subject} answers another request")
         return reply
 
+    def _send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:  # ssl.SSLError included: the server hung up (refused us?)
+            raise QuickConnectError(f"NATS connection failed: {exc}") from exc
+
     # -- protocol reading ----------------------------------------------------------------------
 
     def _read_reply(
@@ -169,7 +179,7 @@ class QuickRequester:
             op, _, args = line.partition(b" ")
             op = op.upper()
             if op == b"PING":
-                self._sock.sendall(b"PONG\r\n")
+                self._send(b"PONG\r\n")
             elif op in (b"PONG", b"+OK", b"INFO"):
                 continue
             elif op == b"-ERR":

@@ -21,6 +21,7 @@ from bus.streams import ensure_streams
 from schemas import subjects
 from schemas.commands import JobPage
 from schemas.roster import Role
+from schemas.wire import Signer, new_user_seed
 from terminals.client import requests
 from tests.conftest import connect_as
 from tests.rawproto import plaintext_attempt
@@ -273,3 +274,24 @@ async def test_a_reloaded_tls_server_still_requires_tls(
                 await asyncio.sleep(0.05)
     answer = await asyncio.to_thread(plaintext_answer, tls_server.url, tls_state)
     assert answer == b""
+
+
+def test_a_refused_key_over_tls_is_a_typed_error_however_the_server_hangs_up(
+    tls_state: StateDir, tls_server: server.RunningServer
+) -> None:
+    context = tls.client_context(tls_state)
+    query = requests.list_jobs()
+    stranger = Signer(new_user_seed())
+    # the server may hang up before or after the request is written (CI once saw a raw
+    # SSLEOFError from sendall after a refused CONNECT); either way the error is typed
+    for _ in range(20):
+        with pytest.raises(quick.QuickError):
+            quick.request(
+                tls_server.url,
+                stranger,
+                tls_state.load_roster(),
+                subjects.query_subject(query),
+                query,
+                timeout=3,
+                tls=context,
+            )
