@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 
 from schemas.ids import JobId
-from schemas.jobs import Dependency, DependencyKind, JobState
+from schemas.jobs import TERMINAL_STATES, Dependency, DependencyKind, JobState
 
 
 class Readiness(StrEnum):
@@ -24,7 +24,7 @@ class Readiness(StrEnum):
 _SATISFIED_BY: dict[DependencyKind, frozenset[JobState]] = {
     DependencyKind.AFTEROK: frozenset({JobState.COMPLETED}),
     DependencyKind.AFTERNOTOK: frozenset({JobState.FAILED, JobState.CANCELLED}),
-    DependencyKind.AFTERANY: frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}),
+    DependencyKind.AFTERANY: TERMINAL_STATES,
 }
 
 

@@ -30,13 +30,13 @@ from schemas.events import (
     JobUsageRecorded,
 )
 from schemas.gate import (
-    LIVENESS_INTERVALS,
     AnyGateEvent,
     GateCapacity,
     RunEnded,
     RunStagingIn,
     RunStagingOut,
     RunStarted,
+    is_live,
 )
 from schemas.ids import GateName, JobId, UserName
 from schemas.jobs import Allocation, JobSpec, JobState, NodeShape
@@ -88,7 +88,7 @@ class GateInfo(msgspec.Struct, frozen=True, kw_only=True):
     last_seen: float
 
     def is_live(self, now: float) -> bool:
-        return now - self.last_seen <= LIVENESS_INTERVALS * self.interval_s
+        return is_live(self.last_seen, self.interval_s, now)
 
 
 class View:

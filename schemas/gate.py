@@ -61,6 +61,12 @@ LIVENESS_INTERVALS = 3.0
 """A gate is live while its last heartbeat is at most this many intervals old."""
 
 
+def is_live(last_seen: float, interval_s: float, now: float) -> bool:
+    """Whether a gate last heard at ``last_seen``, beating every ``interval_s``, is up at
+    ``now`` (the one rule core's offers and the scheduler's view both use)."""
+    return now - last_seen <= LIVENESS_INTERVALS * interval_s
+
+
 class GateCapacity(GateEvent, frozen=True, kw_only=True, tag="gate_capacity"):
     """The nodes a gate has (with their prices), sent at start and periodically (a
     heartbeat)."""
@@ -70,7 +76,7 @@ class GateCapacity(GateEvent, frozen=True, kw_only=True, tag="gate_capacity"):
 
     def live_at(self, now: float) -> bool:
         """Whether the gate still counts as up at ``now``, by this heartbeat."""
-        return now - self.at <= LIVENESS_INTERVALS * self.interval_s
+        return is_live(self.at, self.interval_s, now)
 
 
 class RunEvent(GateEvent, frozen=True, kw_only=True):

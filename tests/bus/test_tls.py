@@ -8,7 +8,7 @@ import asyncio
 import json
 import ssl
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -35,12 +35,10 @@ def tls_state(state: StateDir) -> StateDir:
 
 
 @pytest.fixture
-def tls_server(tls_state: StateDir) -> Iterator[server.RunningServer]:
-    srv = server.start(tls_state.root)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def tls_server(tls_state: StateDir, nats_server: server.RunningServer) -> server.RunningServer:
+    """The test's server, started after ``tls_state`` made the certificates (arguments are
+    set up in order), so it requires TLS."""
+    return nats_server
 
 
 @pytest.fixture
