@@ -27,7 +27,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import FetchTimeoutError
 
 from bus.ordered import OrderedReplay
-from bus.rosterfile import ROSTER_POLL_S, follow
+from bus.rosterfile import ROSTER_POLL_S, follow, follow_file
 from schemas.commands import AnyReply, RejectCode, Rejected, answers
 from schemas.ids import MessageId
 from schemas.roster import Identity, Role, Roster
@@ -102,6 +102,7 @@ class Bus:
         self.component = component
         self.refusals: Counter[str] = Counter()
         self._roster_task: asyncio.Task[None] | None = None
+        self._file_tasks: list[asyncio.Task[None]] = []
 
     def follow_roster(
         self,
@@ -121,6 +122,21 @@ class Bus:
         self._roster_task = asyncio.create_task(
             follow(path, use, self.component, every_s), name="roster"
         )
+
+    def follow_file(
+        self,
+        path: Path,
+        decode: Callable[[bytes], T],
+        on_change: Callable[[T], Awaitable[None]],
+        every_s: float = ROSTER_POLL_S,
+    ) -> asyncio.Task[None]:
+        """Await ``on_change`` with the decoded file at ``path`` whenever it changes (the
+        accounts file, say); the task stops with the bus."""
+        task = asyncio.create_task(
+            follow_file(path, decode, on_change, self.component, every_s), name=str(path)
+        )
+        self._file_tasks.append(task)
+        return task
 
     @classmethod
     async def connect(
@@ -160,10 +176,11 @@ class Bus:
         return cls(nc, signer, roster, component)
 
     async def close(self) -> None:
-        if self._roster_task is not None:
-            self._roster_task.cancel()
+        tasks = [*self._file_tasks, *([self._roster_task] if self._roster_task else [])]
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._roster_task
+                await task
         if not self.nc.is_closed:
             await self.nc.drain()
 

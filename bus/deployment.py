@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import msgspec
 
+from schemas import accounts
+from schemas.accounts import Accounts
 from schemas.roster import Identity, Role, Roster
 from schemas.wire import Signer, new_user_seed
 
@@ -60,6 +62,10 @@ class StateDir(NamedTuple):
     @property
     def roster_path(self) -> Path:
         return self.root / "roster.json"
+
+    @property
+    def accounts_path(self) -> Path:
+        return self.root / "accounts.json"
 
     @property
     def keys_dir(self) -> Path:
@@ -127,6 +133,21 @@ class StateDir(NamedTuple):
             raise DeploymentError(f"no roster at {self.roster_path}: run 'skyport up'") from exc
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             raise DeploymentError(f"{self.roster_path} is damaged: {exc}") from exc
+
+    def load_accounts(self) -> Accounts:
+        """The accounts and budgets (none yet: no accounts, no caps)."""
+        try:
+            return accounts.decode(self.accounts_path.read_bytes())
+        except FileNotFoundError:
+            return accounts.Accounts()
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise DeploymentError(f"{self.accounts_path} is damaged: {exc}") from exc
+
+    def write_accounts(self, value: Accounts) -> None:
+        """Replace the accounts file atomically (followers never read half a file)."""
+        tmp = self.accounts_path.with_suffix(".tmp")
+        tmp.write_bytes(accounts.encode(value))
+        tmp.replace(self.accounts_path)
 
     def load_signer(self, name: str) -> Signer:
         path = self.seed_path(name)

@@ -169,7 +169,7 @@ def _core_publish() -> list[str]:
 def _scheduler_publish() -> list[str]:
     job_events, gate_events = subjects.STREAM_JOB_EVENTS, subjects.STREAM_GATE_EVENTS
     return [
-        subjects.core_command(subjects.CoreVerb.PLACE),
+        *(subjects.core_command(v) for v in sorted(subjects.SCHEDULER_VERBS)),
         subjects.CORE_QUERIES,
         f"$JS.API.STREAM.INFO.{job_events}",
         f"$JS.API.STREAM.INFO.{gate_events}",
@@ -198,9 +198,10 @@ def _gate_publish(gate: str, file_owners: list[str]) -> list[str]:
 
 
 def _user_publish(owner: str, file_owners: list[str]) -> list[str]:
-    """A user (``owner`` their name) or an admin (``owner`` ``*``): commands but ``place``,
-    queries, replays of the owner's jobs only, and the files buckets of ``file_owners``."""
-    verbs = [v for v in subjects.CoreVerb if v is not subjects.CoreVerb.PLACE]
+    """A user (``owner`` their name) or an admin (``owner`` ``*``): commands but the
+    scheduler's, queries, replays of the owner's jobs only, and the files buckets of
+    ``file_owners``."""
+    verbs = [v for v in subjects.CoreVerb if v not in subjects.SCHEDULER_VERBS]
     job_events, logs = subjects.STREAM_JOB_EVENTS, subjects.STREAM_LOGS
     return [
         *(subjects.core_command(v) for v in verbs),

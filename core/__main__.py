@@ -21,6 +21,8 @@ from core.lock import LockHeldError, hold, lock_path
 from core.service import CoreService
 from core.settings import Settings, parse_args
 from core.store import Store
+from schemas.accounts import Accounts
+from schemas.accounts import decode as decode_accounts
 from schemas.roster import Roster
 
 log = logging.getLogger("skyport.core")
@@ -59,6 +61,12 @@ async def serve(settings: Settings) -> None:
         service = CoreService(
             bus, store, batch_max=settings.batch_max, replay_window_s=settings.replay_window_s
         )
+        service.state.accounts = settings.state_dir.load_accounts()
+
+        async def on_accounts(new: Accounts) -> None:
+            service.state.accounts = new  # read by the writer between batches only
+
+        bus.follow_file(settings.state_dir.accounts_path, decode_accounts, on_accounts)
         log.info("core serving on %s", settings.nats_url)
         await service.run(stop)
 

@@ -25,9 +25,11 @@ from core.job import (
     decide_requeue,
     decide_run_event,
     decide_submit,
+    decide_waiting,
     evolve,
 )
 from core.lifecycle import Outbound, follow
+from schemas.accounts import Accounts
 from schemas.commands import (
     Accepted,
     AnyCommand,
@@ -40,6 +42,7 @@ from schemas.commands import (
     RejectCode,
     Rejected,
     ReleaseJob,
+    ReportWaiting,
     RequeueJob,
     SubmitJob,
 )
@@ -51,11 +54,13 @@ from schemas.jobs import Allocation, NodeShape, node_share
 
 @dataclass
 class State:
-    """What core keeps in memory: non-finished jobs, gates' nodes, the last job id."""
+    """What core keeps in memory: non-finished jobs, gates' nodes, the last job id, and the
+    accounts file (who may charge which account)."""
 
     jobs: dict[JobId, Job] = field(default_factory=dict)
     gates: dict[str, GateCapacity] = field(default_factory=dict)
     last_job_id: int = 0
+    accounts: Accounts = field(default_factory=Accounts)
 
 
 @dataclass
@@ -119,7 +124,7 @@ class Working:
 def decide_command(work: Working, actor: Actor, cmd: AnyCommand) -> AnyReply:
     """Decide one user or scheduler command against the overlay; return the reply."""
     if isinstance(cmd, SubmitJob):
-        refused = _bad_dependency(work, actor, cmd)
+        refused = _bad_account(work, actor, cmd) or _bad_dependency(work, actor, cmd)
         if refused is not None:
             return refused
         job_id = JobId(str(work.commit.last_job_id + 1))
@@ -129,6 +134,8 @@ def decide_command(work: Working, actor: Actor, cmd: AnyCommand) -> AnyReply:
         return Accepted(to=cmd.id, job_id=job_id, detail=f"job {job_id} submitted")
     if isinstance(cmd, PlaceJobs):
         return _place(work, cmd)
+    if isinstance(cmd, ReportWaiting):
+        return _waiting(work, cmd)
     job = work.job(cmd.job_id)
     if job is None:
         return Rejected(to=cmd.id, code=RejectCode.UNKNOWN_JOB, detail=f"no job {cmd.job_id}")
@@ -162,6 +169,23 @@ def _billing(alloc: Allocation, nodes: dict[str, NodeShape] | None) -> tuple[flo
             price += fraction * node.price_per_hour
             share += fraction
     return price, share
+
+
+def _bad_account(work: Working, actor: Actor, cmd: SubmitJob) -> Rejected | None:
+    """Only a member may charge an account (admins: any; anyone: their personal one, named
+    after them, which is also where a job without an account is charged)."""
+    account = cmd.spec.account
+    if account is None or account == actor.name or actor.admin:
+        return None
+    if work.state.accounts.may_charge(actor.name, account):
+        return None
+    known = account in work.state.accounts.accounts
+    detail = (
+        f"{actor.name} is not a member of account {account}"
+        if known
+        else f"there is no account {account} (see 'skyport account list')"
+    )
+    return Rejected(to=cmd.id, code=RejectCode.NOT_MEMBER, detail=detail)
 
 
 def _bad_dependency(work: Working, actor: Actor, cmd: SubmitJob) -> Rejected | None:
@@ -214,6 +238,18 @@ def _place(work: Working, cmd: PlaceJobs) -> PlaceReply:
         work.append(events)
         accepted.append(job.job_id)
     return PlaceReply(to=cmd.id, accepted=tuple(accepted), rejected=tuple(rejected))
+
+
+def _waiting(work: Working, cmd: ReportWaiting) -> Accepted:
+    """Record the pending reasons that changed; notes of unknown or moved-on jobs are moot."""
+    recorded = 0
+    for note in cmd.notes:
+        job = work.job(note.job_id)
+        if job is not None:
+            events = decide_waiting(job, note, work.now)
+            work.append(events)
+            recorded += len(events)
+    return Accepted(to=cmd.id, detail=f"{recorded} of {len(cmd.notes)} reasons recorded")
 
 
 def decide_gate_event(work: Working, ev: GateCapacity | RunEvent) -> None:

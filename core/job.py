@@ -12,7 +12,7 @@ from typing import assert_never
 
 import msgspec
 
-from schemas.commands import Placement, RejectCode
+from schemas.commands import Placement, RejectCode, WaitingNote
 from schemas.events import (
     AnyJobEvent,
     JobCancelled,
@@ -28,6 +28,7 @@ from schemas.events import (
     JobStopRequested,
     JobSubmitted,
     JobUsageRecorded,
+    JobWaiting,
 )
 from schemas.gate import RunEnded, RunEvent, RunStagingIn, RunStagingOut, RunStarted
 from schemas.ids import JobId, MessageId, PlanId, UserName
@@ -85,6 +86,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     price_per_hour: float = 0.0  # of the current attempt's shares
     node_share: float | None = None  # the whole-node equivalent of those shares
     gate_started_at: float | None = None  # the current attempt's start, by the gate's clock
+    waiting: PendingReason | None = None  # why it waits, as the scheduler last said
 
     @property
     def attempt(self) -> int:
@@ -103,7 +105,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     def reason(self) -> str:
         """Slurm-like reason: why a pending job waits, or why a failed job failed."""
         if self.state is JobState.PENDING:
-            return PendingReason.HELD if self.held else PendingReason.PRIORITY
+            if self.held:
+                return PendingReason.HELD
+            return self.waiting or PendingReason.PRIORITY
         if self.state is JobState.FAILED and self.fail_reason is not None:
             return self.fail_reason.value
         return ""
@@ -227,6 +231,25 @@ def decide_release(job: Job, actor: Actor, at: float) -> list[AnyJobEvent]:
             at=at,
             by=actor.name,
             detail=f"released by {actor.name}",
+        )
+    ]
+
+
+def decide_waiting(job: Job, note: WaitingNote, at: float) -> list[AnyJobEvent]:
+    """Record why a pending job waits. Only a change is recorded: a repeated, stale (another
+    attempt's) or late (the job has moved on) note changes nothing."""
+    if job.state is not JobState.PENDING or job.held or note.attempt != job.attempt:
+        return []
+    if job.waiting is note.reason and job.detail == note.detail:
+        return []
+    return [
+        JobWaiting(
+            event_id=_event_id(job),
+            job_id=job.job_id,
+            at=at,
+            attempt=note.attempt,
+            reason=note.reason,
+            detail=note.detail,
         )
     ]
 
@@ -467,6 +490,7 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
                 exit_code=None,
                 price_per_hour=event.price_per_hour,
                 node_share=event.node_share,
+                waiting=None,
             )
         case JobStagingIn():
             return replace(job, state=JobState.STAGING_IN)
@@ -506,6 +530,8 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
             )
         case JobUsageRecorded():
             return job  # a record for accounting; the end of the attempt follows it
+        case JobWaiting():
+            return replace(job, waiting=event.reason)
         case JobRequeued():
             return replace(
                 job,
@@ -518,6 +544,7 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
                 started_at=None,
                 gate_started_at=None,
                 exit_code=None,
+                waiting=None,
             )
         case _:
             assert_never(event)

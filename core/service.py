@@ -40,6 +40,7 @@ from schemas.commands import (
     PlaceJobs,
     RejectCode,
     Rejected,
+    ReportWaiting,
     SubmitJob,
 )
 from schemas.gate import AnyGateEvent, GateCapacity, RunEvent
@@ -171,7 +172,7 @@ class CoreService:
             )
         allowed = (
             msg.sender.role is Role.SCHEDULER
-            if isinstance(cmd, PlaceJobs)
+            if verb in subjects.SCHEDULER_VERBS
             else (msg.sender.role in _USERS)
         )
         if not allowed:
@@ -358,6 +359,8 @@ def _job_ids(body: AnyCommand | GateCapacity | RunEvent) -> list[JobId]:
     """Ids of the jobs a command names that could exist (others are simply unknown jobs)."""
     if isinstance(body, PlaceJobs):
         ids = [p.job_id for p in body.placements]
+    elif isinstance(body, ReportWaiting):
+        ids = [n.job_id for n in body.notes]
     elif isinstance(body, SubmitJob):
         ids = [d.job_id for d in body.spec.dependencies]  # checked to exist and be the user's
     else:

@@ -19,6 +19,7 @@ from bus.connection import Bus
 from bus.deployment import DeploymentError, StateDir
 from bus.tls import client_context
 from scheduler.service import SchedulerService
+from schemas.accounts import decode as decode_accounts
 
 log = logging.getLogger("skyport.scheduler")
 
@@ -35,6 +36,7 @@ async def run(state_dir: Path, nats_url: str) -> None:
     """Run the scheduler until SIGTERM or SIGINT."""
     state = StateDir(state_dir)
     signer, roster = state.load_signer("scheduler"), state.load_roster()
+    accounts = state.load_accounts()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -50,8 +52,11 @@ async def run(state_dir: Path, nats_url: str) -> None:
         )
         stack.push_async_callback(bus.close)
         bus.follow_roster(state.roster_path)
+        scheduler = SchedulerService(bus)
+        await scheduler.use_accounts(accounts)
+        bus.follow_file(state.accounts_path, decode_accounts, scheduler.use_accounts)
         async with asyncio.TaskGroup() as tg:
-            service = tg.create_task(SchedulerService(bus).run())
+            service = tg.create_task(scheduler.run())
             await stop.wait()
             log.info("scheduler stopping")
             service.cancel()

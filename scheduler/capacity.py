@@ -100,14 +100,22 @@ class GatePool:
         shape = self.nodes[i].shape
         return node_share(shape, need.cpus, need.memory_mb, need.gpus) * shape.price_per_hour
 
+    def levels(self, need: Need) -> list[float]:
+        """The distinct costs of ``need`` on the nodes that could hold it, lowest first."""
+        levels = self._levels.get(need)
+        if levels is None:
+            costs = [
+                self.cost(i, need)
+                for i, n in enumerate(self.nodes)
+                if need.within(n.shape.cpus, n.shape.memory_mb, n.shape.gpus)
+            ]
+            levels = self._levels[need] = _cost_levels(costs)
+        return levels
+
     def find_cheapest(self, need: Need, count: int, admit: Admit | None = None) -> list[int] | None:
         """``find`` among the cheapest nodes that can do: the gate's cost levels for ``need``
         are tried from the lowest up (a single ``find`` when all its nodes cost alike)."""
-        levels = self._levels.get(need)
-        if levels is None:
-            levels = self._levels[need] = _cost_levels(
-                [self.cost(i, need) for i in self.index.values()]
-            )
+        levels = self.levels(need)
         if len(levels) == 1:
             return self.find(need, count, admit)
         for level in levels:

@@ -1,43 +1,76 @@
-"""Placement policy: priority + FIFO + EASY backfill over the capacity of the live gates.
+"""Placement policy: priority + EASY backfill over the priced capacity of the live gates.
 
-Pure: ``plan(view, now, ...)`` reads the view and returns placements; it does no I/O and
-reads no clock. ``Planner`` is the seam for other policies (the CP-SAT optimiser, cost-aware
-placement): the service calls whatever planner it is given, and the greedy one is the
-default and the fallback that is always available.
+Pure: ``run_pass(view, now, ...)`` reads the view and returns placements and, for every job
+it leaves waiting, why; it does no I/O and reads no clock. ``Planner`` is the seam for other
+policies: the service calls whatever planner it is given, and the greedy one is the default
+and the fallback that is always available.
 
 Rules of the greedy pass:
 
-* Jobs are taken by priority (highest first), then FIFO by numeric job id.
+* Jobs are taken by score (``scheduler.priority``: priority, age, fair share), then FIFO.
 * A job gets ``spec.nodes`` distinct nodes of one gate, each with its cpus, memory and GPUs
-  free, or nothing (gang placement). ``spec.gate`` restricts the gate. A share of a node
-  costs the node's price × the part of it the job takes (``schemas.jobs.node_share``).
-  Within a gate the cheapest nodes that can hold the job are chosen, by best fit (fewest
-  free cpus left) among equals; among the gates where it can start now, the one where it
-  costs least per hour wins (ties: gate name). A job is never made to wait for a cheaper
-  gate.
+  free, or nothing (gang placement). ``spec.gate`` restricts the gate and
+  ``spec.max_price_per_hour`` the price. A share of a node costs the node's price × the part
+  of it the job takes (``schemas.jobs.node_share``). Within a gate the cheapest nodes that
+  can hold the job are chosen, by best fit among equals; among the gates where it can start
+  now, the one where it costs least per hour wins (ties: gate name). A job is never made to
+  wait for a cheaper gate (that is the optimiser's trade, ``scheduler.optimizer``).
+* A job whose estimated cost (its price per hour × its time limit) does not fit what its
+  user's or its account's budget leaves waits with reason ``budget`` (``scheduler.budgets``)
+  and blocks nobody.
 * The first job that does not fit gets a reservation (EASY backfill); later jobs start only
   if they cannot delay it. A job no live gate could ever hold is skipped, so it blocks nobody.
 * Held, in-flight and excluded (backing-off) jobs are not placed; in-flight placements count
-  as used capacity. Neither are jobs whose dependencies are not satisfied
+  as used capacity and spent budget. Neither are jobs whose dependencies are not satisfied
   (``scheduler.dependencies``); they block nobody.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from scheduler.backfill import Release, Reservation, reserve
+from scheduler.budgets import Remaining
 from scheduler.capacity import GatePool, Need
 from scheduler.dependencies import Readiness, readiness
+from scheduler.priority import Ranking, Weights, fair_factors
 from scheduler.view import PendingJob, View
+from schemas.accounts import Accounts
 from schemas.commands import Placement
 from schemas.ids import GateName, JobId
-from schemas.jobs import Allocation
+from schemas.jobs import Allocation, JobSpec, PendingReason, node_share
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Why a job was not placed: what ``skyport jobs`` shows."""
+
+    reason: PendingReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a pass weighs besides the view: the queue's weights and the budgets."""
+
+    weights: Weights = field(default_factory=Weights)
+    accounts: Accounts | None = None
+
+
+@dataclass(slots=True)
+class PassResult:
+    placements: list[Placement]
+    waiting: dict[JobId, Waiting]
+
+
+DEFAULT_POLICY = Policy()
 
 
 class Planner(Protocol):
-    """Anything that turns a view into placements (greedy now, an optimiser later)."""
+    """Anything that turns a view into placements (greedy, or the optimiser around it)."""
 
     def __call__(
         self,
@@ -45,7 +78,19 @@ class Planner(Protocol):
         now: float,
         in_flight: Mapping[JobId, Placement] = ...,
         excluded: Collection[JobId] = ...,
-    ) -> list[Placement]: ...
+        policy: Policy = ...,
+    ) -> PassResult: ...
+
+
+def run_pass(
+    view: View,
+    now: float,
+    in_flight: Mapping[JobId, Placement] | None = None,
+    excluded: Collection[JobId] = (),
+    policy: Policy = DEFAULT_POLICY,
+) -> PassResult:
+    """The greedy priority + backfill placements for this moment, and why the rest wait."""
+    return _Pass(view, now, in_flight or {}, policy).run(excluded)
 
 
 def plan(
@@ -53,35 +98,63 @@ def plan(
     now: float,
     in_flight: Mapping[JobId, Placement] | None = None,
     excluded: Collection[JobId] = (),
+    policy: Policy = DEFAULT_POLICY,
 ) -> list[Placement]:
-    """The greedy priority + backfill placements for this moment."""
-    return _Pass(view, now, in_flight or {}).run(excluded)
+    """Just the placements of ``run_pass``."""
+    return run_pass(view, now, in_flight, excluded, policy).placements
 
 
-_FailKey = tuple[GateName | None, int, Need, bool, bool]
+def queue(
+    view: View, now: float, weights: Weights, skip: Collection[JobId] = ()
+) -> list[PendingJob]:
+    """The placeable pending jobs (not held, not in ``skip``) in the order a pass takes them."""
+    ranking = Ranking(now, weights, fair_factors(view.used.at(now)))
+    jobs = (j for j in view.pending.values() if not j.held and j.job_id not in skip)
+    return sorted(jobs, key=ranking.key)
+
+
+def estimated_cost(spec: JobSpec, price_per_hour: float) -> float:
+    """What a job costs if it runs to its time limit at ``price_per_hour``."""
+    return price_per_hour * spec.time_limit_s / 3600
+
+
+def at_utc(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+_FailKey = tuple[GateName | None, int, Need, float | None, bool, bool]
 
 
 class _Pass:
-    """The mutable working state of one pass (private: ``plan`` is the pure interface)."""
+    """The mutable working state of one pass (private: ``run_pass`` is the pure interface)."""
 
-    def __init__(self, view: View, now: float, in_flight: Mapping[JobId, Placement]) -> None:
+    def __init__(
+        self, view: View, now: float, in_flight: Mapping[JobId, Placement], policy: Policy
+    ) -> None:
         self.view = view
         self.now = now
         self.in_flight = in_flight
+        self.policy = policy
         self.pools = {g.gate: GatePool(g.gate, g.nodes) for g in view.live_gates(now)}
+        self.budgets = Remaining(policy.accounts, view.spend, now)
         self.releases: list[Release] = []
         self.reservation: Reservation | None = None
+        self.top: JobId | None = None  # the job the reservation is for
         self.failed: set[_FailKey] = set()
-        self.capable: dict[tuple[GateName | None, int, Need], list[GatePool]] = {}
+        self.capable: dict[tuple[GateName | None, int, Need, float | None], list[GatePool]] = {}
+        self.waiting: dict[JobId, Waiting] = {}
         self._charge_held()
 
     def _charge_held(self) -> None:
         for job in self.view.active.values():
             self._charge(job.allocation, max(job.expected_end, self.now))
+            self.budgets.charge(job.owner, job.spec.account or job.owner, job.estimated_cost)
         for job_id, placement in self.in_flight.items():
             pending = self.view.pending.get(job_id)
             if pending is not None and job_id not in self.view.active:
                 self._charge(placement.allocation, self.now + pending.spec.time_limit_s)
+                cost = estimated_cost(pending.spec, self._price_of(placement.allocation))
+                self.budgets.charge(pending.owner, pending.spec.account or pending.owner, cost)
 
     def _charge(self, allocation: Allocation, end: float) -> None:
         pool = self.pools.get(allocation.gate)
@@ -91,48 +164,93 @@ class _Pass:
             pool.hold(share)
         self.releases.append(Release(end, allocation.gate, allocation.nodes))
 
-    def run(self, excluded: Collection[JobId]) -> list[Placement]:
-        if all(pool.free_cpus <= 0 for pool in self.pools.values()):
-            return []  # every job needs a cpu: a full (or absent) cluster places nothing
+    def _price_of(self, allocation: Allocation) -> float:
+        pool = self.pools.get(allocation.gate)
+        price = 0.0
+        for share in allocation.nodes:
+            i = pool.index.get(share.node) if pool is not None else None
+            if pool is not None and i is not None:
+                shape = pool.nodes[i].shape
+                fraction = node_share(shape, share.cpus, share.memory_mb, len(share.gpus))
+                price += fraction * shape.price_per_hour
+        return price
+
+    def run(self, excluded: Collection[JobId]) -> PassResult:
         skip = set(excluded) | set(self.in_flight)
-        queue = sorted(
-            (j for j in self.view.pending.values() if not j.held and j.job_id not in skip),
-            key=lambda j: j.rank,
-        )
         placements: list[Placement] = []
-        for job in queue:
-            deps = job.spec.dependencies
-            if deps and readiness(deps, self.view.ended) is not Readiness.READY:
-                continue  # not startable yet (or ever): it blocks nobody, reserves nothing
-            pools = self._capable_pools(job)
-            if not pools:
-                continue  # never fits what is live: must not block anyone
-            placement = self._try_place(job, pools)
-            if placement is not None:
-                placements.append(placement)
-            elif self.reservation is None:
-                need = Need.of(job.spec)
-                self.reservation = reserve(need, job.spec.nodes, pools, self.releases, self.now)
-        return placements
+        for job in queue(self.view, self.now, self.policy.weights, skip):
+            outcome = self._decide(job)
+            if isinstance(outcome, Placement):
+                placements.append(outcome)
+            else:
+                self.waiting[job.job_id] = outcome
+        return PassResult(placements, self.waiting)
+
+    def _decide(self, job: PendingJob) -> Placement | Waiting:
+        deps = job.spec.dependencies
+        if deps:
+            ready = readiness(deps, self.view.ended)
+            if ready is not Readiness.READY:
+                return _dependency_wait(job, ready, self.view)
+        pools = self._capable_pools(job)
+        if not pools:
+            return Waiting(PendingReason.NO_GATE, _no_gate(job.spec))
+        account = job.spec.account or job.owner
+        cheapest = min(p.levels(Need.of(job.spec))[0] for p in pools) * job.spec.nodes
+        refused = self.budgets.refusal(job.owner, account, estimated_cost(job.spec, cheapest))
+        if refused is not None:
+            return Waiting(PendingReason.BUDGET, refused)
+        found = self._try_place(job, pools)  # a placement, or a budget that cannot pay it
+        return found if found is not None else self._blocked(job, pools)
+
+    def _blocked(self, job: PendingJob, pools: list[GatePool]) -> Waiting:
+        res = self.reservation
+        if res is None:
+            need = Need.of(job.spec)
+            self.reservation = res = reserve(need, job.spec.nodes, pools, self.releases, self.now)
+            self.top = job.job_id
+            if res is None:
+                return Waiting(PendingReason.RESOURCES, "waiting for resources")
+            return Waiting(
+                PendingReason.RESOURCES,
+                f"waiting for resources: expected to start on gate {res.gate} "
+                f"at {at_utc(res.start)}",
+            )
+        if any(p.gate == res.gate for p in pools):
+            return Waiting(
+                PendingReason.PRIORITY,
+                f"behind job {self.top}, which has gate {res.gate} reserved from "
+                f"{at_utc(res.start)}",
+            )
+        return Waiting(PendingReason.RESOURCES, "waiting for resources")
 
     def _capable_pools(self, job: PendingJob) -> list[GatePool]:
         spec = job.spec
-        key = (spec.gate, spec.nodes, Need.of(spec))
+        key = (spec.gate, spec.nodes, Need.of(spec), spec.max_price_per_hour)
         pools = self.capable.get(key)
         if pools is None:
             candidates = [self.pools[spec.gate]] if spec.gate in self.pools else []
             if spec.gate is None:
                 candidates = list(self.pools.values())
-            pools = [p for p in candidates if p.capable(key[2]) >= spec.nodes]
+            need, top = key[2], spec.max_price_per_hour
+            pools = [
+                p
+                for p in candidates
+                if p.capable(need) >= spec.nodes
+                and (top is None or p.levels(need)[0] * spec.nodes <= top)
+            ]
             self.capable[key] = pools
         return pools
 
-    def _try_place(self, job: PendingJob, pools: list[GatePool]) -> Placement | None:
+    def _try_place(self, job: PendingJob, pools: list[GatePool]) -> Placement | Waiting | None:
+        """The cheapest placement that starts now; a budget ``Waiting`` if the cheapest is
+        too dear for the budget; None if nothing fits now."""
         spec, need = job.spec, Need.of(job.spec)
         end = self.now + spec.time_limit_s
         res = self.reservation
         ends_in_time = res is None or end <= res.start
-        key = (spec.gate, spec.nodes, need, res is not None, ends_in_time)
+        top = spec.max_price_per_hour
+        key = (spec.gate, spec.nodes, need, top, res is not None, ends_in_time)
         if key in self.failed:
             return None  # free capacity only shrinks during a pass
         best: tuple[float, GatePool, list[int], bool] | None = None
@@ -143,22 +261,54 @@ class _Pass:
             if chosen is None:
                 continue
             price = sum(pool.cost(i, need) for i in chosen)
-            if best is None or price < best[0]:
+            if (top is None or price <= top) and (best is None or price < best[0]):
                 best = (price, pool, chosen, guarded)
                 if price == 0:
                     break  # nothing is cheaper than free
         if best is None:
             self.failed.add(key)
             return None
-        _, pool, chosen, guarded = best
+        price, pool, chosen, guarded = best
+        account = spec.account or job.owner
+        cost = estimated_cost(spec, price)
+        refused = self.budgets.refusal(job.owner, account, cost)
+        if refused is not None:
+            return Waiting(PendingReason.BUDGET, refused)
+        self.budgets.charge(job.owner, account, cost)
         shares = tuple(pool.take(i, need) for i in chosen)
         if guarded and res is not None:
             for i in chosen:
                 res.charge(i, need)
-        allocation = Allocation(gate=pool.gate, nodes=shares)
         self.releases.append(Release(end, pool.gate, shares))
+        allocation = Allocation(gate=pool.gate, nodes=shares)
         return Placement(job_id=job.job_id, attempt=job.attempt, allocation=allocation)
 
 
-greedy: Planner = plan
+def _dependency_wait(job: PendingJob, ready: Readiness, view: View) -> Waiting:
+    deps = job.spec.dependencies
+    if ready is Readiness.NEVER:
+        for dep in deps:
+            state = view.ended.get(dep.job_id)
+            if state is not None and readiness((dep,), view.ended) is Readiness.NEVER:
+                return Waiting(
+                    PendingReason.DEPENDENCY_NEVER,
+                    f"job {dep.job_id} is {state}, so {dep.kind}:{dep.job_id} can never hold",
+                )
+    open_ = [d.job_id for d in deps if d.job_id not in view.ended]
+    shown = ", ".join(open_[:5]) + (", ..." if len(open_) > 5 else "")
+    return Waiting(PendingReason.DEPENDENCY, f"waiting for job {shown} to end")
+
+
+def _no_gate(spec: JobSpec) -> str:
+    what = (
+        f"{spec.nodes} node(s) with {spec.cpus_per_node} cpus, {spec.memory_mb_per_node} MB "
+        f"and {spec.gpus_per_node} GPUs"
+    )
+    where = "no live gate has" if spec.gate is None else f"gate {spec.gate} is down or lacks"
+    top = spec.max_price_per_hour
+    price = "" if top is None else f" for at most {top:g} an hour"
+    return f"{where} {what}{price}"
+
+
+greedy: Planner = run_pass
 """The default planner (typed as a ``Planner`` so that the seam is checked)."""

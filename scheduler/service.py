@@ -21,14 +21,23 @@ import msgspec
 
 from bus.connection import Bus, BusError, Delivery
 from scheduler.flights import Flights
-from scheduler.policy import Planner, greedy
+from scheduler.policy import Planner, Policy, Waiting, greedy
 from scheduler.settings import Settings
 from scheduler.view import View
 from schemas import subjects
-from schemas.commands import PlaceJobs, Placement, PlaceReply, Rejected
+from schemas.accounts import Accounts
+from schemas.commands import (
+    MAX_WAITING_DETAIL,
+    PlaceJobs,
+    Placement,
+    PlaceReply,
+    Rejected,
+    ReportWaiting,
+    WaitingNote,
+)
 from schemas.events import AnyJobEvent
 from schemas.gate import AnyGateEvent
-from schemas.ids import MessageId, PlanId
+from schemas.ids import JobId, MessageId, PlanId
 from schemas.subjects import CoreVerb
 
 log = logging.getLogger("skyport.scheduler")
@@ -36,6 +45,7 @@ log = logging.getLogger("skyport.scheduler")
 _job_decoder = msgspec.json.Decoder(AnyJobEvent)
 _gate_decoder = msgspec.json.Decoder(AnyGateEvent)
 PLACE = subjects.core_command(CoreVerb.PLACE)
+WAITING = subjects.core_command(CoreVerb.WAITING)
 
 
 class _Subscription(Protocol):
@@ -80,14 +90,23 @@ class SchedulerService:
         self.settings = settings or Settings()
         self.planner = planner
         self.clock = clock
-        self.view = View()
         s = self.settings
+        self.view = View(half_life_s=s.half_life_s)
+        self.policy = Policy(weights=s.weights)
         self.flights = Flights(s.in_flight_s, s.backoff_s, s.backoff_max_s)
+        self.waiting: dict[JobId, Waiting] = {}  # of the last pass
+        self._reported: dict[JobId, tuple[int, Waiting, float]] = {}  # sent: attempt, when
+        self._reported_at = float("-inf")
         self.ready = asyncio.Event()
         self.plans_sent = 0
         self._changed = asyncio.Event()
         self._jobs = _CatchUp()
         self._gates = _CatchUp()
+
+    async def use_accounts(self, accounts: Accounts) -> None:
+        """Take new budgets (``Bus.follow_file`` of the accounts file calls this)."""
+        self.policy = Policy(weights=self.settings.weights, accounts=accounts)
+        self._changed.set()
 
     async def run(self) -> None:
         """Follow the streams and place jobs until cancelled."""
@@ -148,6 +167,9 @@ class SchedulerService:
             self._changed.clear()
             for batch in self.run_pass():
                 tg.create_task(self._send(batch))
+            notes = self.waiting_notes()
+            if notes:
+                tg.create_task(self._report(notes))
 
     def _idle_timeout(self) -> float:
         now = self.clock()
@@ -159,12 +181,58 @@ class SchedulerService:
         """One placement pass; returns the batches to send (already marked in flight)."""
         now = self.clock()
         self.flights.prune(self.view, now)
-        placements = self.planner(
-            self.view, now, self.flights.in_flight(), self.flights.backing_off(now)
+        result = self.planner(
+            self.view, now, self.flights.in_flight(), self.flights.backing_off(now), self.policy
         )
+        placements, self.waiting = result.placements, result.waiting
         self.flights.sent(placements, now)
         size = self.settings.max_batch
         return [placements[i : i + size] for i in range(0, len(placements), size)]
+
+    def waiting_notes(self) -> list[WaitingNote]:
+        """The pending reasons of the last pass that core has not recorded and that were not
+        sent lately; at most once every ``reasons_period_s``."""
+        now = self.clock()
+        s = self.settings
+        if now - self._reported_at < s.reasons_period_s:
+            return []
+        self._reported_at = now
+        for job_id in [j for j in self._reported if j not in self.view.pending]:
+            del self._reported[job_id]
+        notes: list[WaitingNote] = []
+        for job_id, why in self.waiting.items():
+            job = self.view.pending.get(job_id)
+            if job is None or (job.reason is why.reason and job.reason_detail == why.detail):
+                continue
+            sent = self._reported.get(job_id)
+            if (
+                sent is not None
+                and sent[:2] == (job.attempt, why)
+                and now < sent[2] + s.in_flight_s
+            ):
+                continue  # on its way to core
+            self._reported[job_id] = (job.attempt, why, now)
+            detail = why.detail[:MAX_WAITING_DETAIL]
+            notes.append(
+                WaitingNote(job_id=job_id, attempt=job.attempt, reason=why.reason, detail=detail)
+            )
+        return notes
+
+    async def _report(self, notes: list[WaitingNote]) -> None:
+        size = self.settings.max_notes
+        for i in range(0, len(notes), size):
+            cmd = ReportWaiting(
+                id=MessageId(uuid.uuid4().hex), at=self.clock(), notes=tuple(notes[i : i + size])
+            )
+            try:
+                reply = await self.bus.request(
+                    WAITING, cmd, timeout=self.settings.request_timeout_s
+                )
+            except Exception as exc:  # boundary: a lost report is sent again after in_flight_s
+                log.warning("pending reasons (%d jobs) not reported: %s", len(cmd.notes), exc)
+                return
+            if isinstance(reply, Rejected):
+                log.warning("pending reasons refused (%s): %s", reply.code, reply.detail)
 
     async def _send(self, placements: Sequence[Placement]) -> None:
         plan_id = uuid.uuid4().hex

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from scheduler.priority import Weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +29,11 @@ class Settings:
     """Placements per PlaceJobs message (bounded so a message stays well under 1 MB)."""
     retry_s: float = 0.5
     """Pause before subscribing again when the streams do not exist yet."""
+    reasons_period_s: float = 1.0
+    """Report changed pending reasons to core at most this often (they are for people)."""
+    max_notes: int = 2_000
+    """Pending reasons per ReportWaiting message."""
+    half_life_s: float = 7 * 86_400.0
+    """Fair share forgets usage with this half-life."""
+    weights: Weights = field(default_factory=Weights)
+    """The queue's order: priority, age and fair-share weights (``scheduler.priority``)."""

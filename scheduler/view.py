@@ -13,6 +13,7 @@ from typing import assert_never
 
 import msgspec
 
+from scheduler.usage import Decayed, Scope, Spend
 from schemas.events import (
     AnyJobEvent,
     JobCancelled,
@@ -28,6 +29,7 @@ from schemas.events import (
     JobStopRequested,
     JobSubmitted,
     JobUsageRecorded,
+    JobWaiting,
 )
 from schemas.gate import (
     AnyGateEvent,
@@ -39,9 +41,7 @@ from schemas.gate import (
     is_live,
 )
 from schemas.ids import GateName, JobId, UserName
-from schemas.jobs import Allocation, JobSpec, JobState, NodeShape
-
-_NOT_NUMERIC = 1 << 62
+from schemas.jobs import Allocation, JobSpec, JobState, NodeShape, PendingReason
 
 
 class PendingJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,12 +53,9 @@ class PendingJob(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int = 1
     held: bool = False
     arrival: int = 0
-
-    @property
-    def rank(self) -> tuple[int, int, int]:
-        """Sort key: priority descending, then FIFO by numeric job id, then arrival."""
-        number = int(self.job_id) if self.job_id.isdigit() else _NOT_NUMERIC
-        return (-self.spec.priority, number, self.arrival)
+    submitted_at: float = 0.0
+    reason: PendingReason | None = None  # as core last recorded it (JobWaiting)
+    reason_detail: str = ""
 
 
 class ActiveJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +69,14 @@ class ActiveJob(msgspec.Struct, frozen=True, kw_only=True):
     since: float
     stopping: bool = False
     arrival: int = 0
+    submitted_at: float = 0.0
+    cost_per_hour: float = 0.0  # of its shares, at the prices of its placement
+    billed: bool = False  # its usage is recorded: it counts as spent, no longer as estimate
+
+    @property
+    def estimated_cost(self) -> float:
+        """What it will cost if it runs to its time limit (0 once billed)."""
+        return 0.0 if self.billed else self.cost_per_hour * self.spec.time_limit_s / 3600
 
     @property
     def expected_end(self) -> float:
@@ -94,11 +99,13 @@ class GateInfo(msgspec.Struct, frozen=True, kw_only=True):
 class View:
     """Pending and active jobs and the gates' nodes, as the events tell them."""
 
-    def __init__(self) -> None:
+    def __init__(self, half_life_s: float = 7 * 86_400.0) -> None:
         self.pending: dict[JobId, PendingJob] = {}
         self.active: dict[JobId, ActiveJob] = {}
         self.gates: dict[GateName, GateInfo] = {}
         self.ended: dict[JobId, JobState] = {}  # how each finished job ended (dependencies)
+        self.spend = Spend()  # per user and account, for budgets
+        self.used = Decayed(half_life_s)  # node-hours per user, for fair share
         self.version = 0
         self._arrivals = 0
 
@@ -145,8 +152,12 @@ class View:
                 return self._on_scheduled(event)
             case JobStarted():
                 return self._on_started(event)
-            case JobStagingIn() | JobStagingOut() | JobUsageRecorded():
+            case JobStagingIn() | JobStagingOut():
                 return False
+            case JobUsageRecorded():
+                return self._on_usage(event)
+            case JobWaiting():
+                return self._on_waiting(event)
             case JobStopRequested():
                 return self._on_stop_requested(event)
             case JobCompleted() | JobFailed() | JobCancelled():
@@ -170,7 +181,11 @@ class View:
             return False  # a redelivered submission
         self._arrivals += 1
         self.pending[event.job_id] = PendingJob(
-            job_id=event.job_id, owner=event.owner, spec=event.spec, arrival=self._arrivals
+            job_id=event.job_id,
+            owner=event.owner,
+            spec=event.spec,
+            arrival=self._arrivals,
+            submitted_at=event.at,
         )
         return self._bump(True)
 
@@ -193,6 +208,8 @@ class View:
             allocation=event.allocation,
             since=event.at,
             arrival=job.arrival,
+            submitted_at=job.submitted_at,
+            cost_per_hour=event.price_per_hour,
         )
         return self._bump(True)
 
@@ -202,6 +219,24 @@ class View:
             # The time limit runs from the start, so the end estimate moves; not worth a pass.
             self.active[event.job_id] = msgspec.structs.replace(job, since=max(job.since, event.at))
         return False
+
+    def _on_waiting(self, event: JobWaiting) -> bool:
+        job = self.pending.get(event.job_id)
+        if job is not None and job.attempt == event.attempt:
+            self.pending[event.job_id] = msgspec.structs.replace(
+                job, reason=event.reason, reason_detail=event.detail
+            )
+        return False  # the scheduler's own report coming back: nothing to place
+
+    def _on_usage(self, event: JobUsageRecorded) -> bool:
+        self.spend.add(Scope.USER, event.owner, event.ended_at, event.cost)
+        if event.account:
+            self.spend.add(Scope.ACCOUNT, event.account, event.ended_at, event.cost)
+        self.used.add(event.owner, event.node_hours, event.ended_at)
+        job = self.active.get(event.job_id)
+        if job is not None and job.attempt == event.attempt:
+            self.active[event.job_id] = msgspec.structs.replace(job, billed=True)
+        return False  # its end follows, and that is worth a pass
 
     def _on_stop_requested(self, event: JobStopRequested) -> bool:
         job = self.active.get(event.job_id)
@@ -233,6 +268,7 @@ class View:
             spec=base.spec,
             attempt=event.restart_count + 1,
             arrival=base.arrival,
+            submitted_at=base.submitted_at,
         )
         return self._bump(True)
 

@@ -19,6 +19,7 @@ from schemas.jobs import (
     JobState,
     JobSummary,
     NodeShape,
+    PendingReason,
     StagedOutput,
     Transition,
 )
@@ -70,7 +71,26 @@ class PlaceJobs(Command, frozen=True, kw_only=True, tag="place_jobs"):
     placements: tuple[Placement, ...]
 
 
-AnyCommand = SubmitJob | CancelJob | RequeueJob | HoldJob | ReleaseJob | PlaceJobs
+MAX_WAITING_NOTES = 10_000
+MAX_WAITING_DETAIL = 300
+
+
+class WaitingNote(msgspec.Struct, frozen=True, kw_only=True):
+    """Why attempt ``attempt`` of a pending job waits."""
+
+    job_id: JobRef
+    attempt: int
+    reason: PendingReason
+    detail: Annotated[str, Meta(max_length=MAX_WAITING_DETAIL)] = ""
+
+
+class ReportWaiting(Command, frozen=True, kw_only=True, tag="report_waiting"):
+    """The scheduler's pending reasons that changed since it last reported them."""
+
+    notes: Annotated[tuple[WaitingNote, ...], Meta(max_length=MAX_WAITING_NOTES)]
+
+
+AnyCommand = SubmitJob | CancelJob | RequeueJob | HoldJob | ReleaseJob | PlaceJobs | ReportWaiting
 
 
 class Query(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -117,6 +137,7 @@ class RejectCode(StrEnum):
     INVALID_STATE = "invalid_state"
     NOT_ALLOWED = "not_allowed"
     NOT_OWNER = "not_owner"
+    NOT_MEMBER = "not_member"  # of the account the job would charge
     REPLAYED = "replayed"  # this sender's command id was handled already
     STALE = "stale"  # the command's timestamp is outside core's replay window
     INTERNAL = "internal"

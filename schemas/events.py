@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
-from schemas.jobs import Allocation, FailReason, JobSpec, StagedOutput
+from schemas.jobs import Allocation, FailReason, JobSpec, PendingReason, StagedOutput
 
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -32,6 +32,14 @@ class JobHeld(JobEvent, frozen=True, kw_only=True, tag="job_held"):
 
 class JobReleased(JobEvent, frozen=True, kw_only=True, tag="job_released"):
     by: UserName
+
+
+class JobWaiting(JobEvent, frozen=True, kw_only=True, tag="job_waiting"):
+    """Why a pending job is not running, as the scheduler last said (recorded only when it
+    changes). ``detail`` says it for people: which job it is behind, which budget is spent."""
+
+    attempt: int
+    reason: PendingReason
 
 
 class JobScheduled(JobEvent, frozen=True, kw_only=True, tag="job_scheduled"):
@@ -118,4 +126,5 @@ AnyJobEvent = (
     | JobCancelled
     | JobRequeued
     | JobUsageRecorded
+    | JobWaiting
 )

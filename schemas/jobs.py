@@ -133,10 +133,12 @@ ACTIVE_STATES = frozenset(
 class PendingReason(StrEnum):
     """Why a pending job is not running yet."""
 
-    PRIORITY = "priority"
-    RESOURCES = "resources"
-    DEPENDENCY = "dependency"
-    BUDGET = "budget"
+    PRIORITY = "priority"  # behind the reservation of a job that comes first
+    RESOURCES = "resources"  # what it needs is busy; it runs when that frees
+    DEPENDENCY = "dependency"  # a job it depends on has not ended yet
+    DEPENDENCY_NEVER = "dependency_never"  # a job it depends on ended the wrong way
+    BUDGET = "budget"  # its estimated cost exceeds what is left of a budget
+    NO_GATE = "no_gate"  # no live gate can ever hold it (size, gate, maximum price)
     HELD = "held"
 
 
@@ -210,6 +212,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     priority: Priority = 0
     account: Account | None = None  # whose budget pays (Slurm's --account); None: the user's
     dependencies: Annotated[tuple[Dependency, ...], Meta(max_length=MAX_DEPENDENCIES)] = ()
+    max_price_per_hour: Price | None = None  # of the whole job (all its nodes' shares)
 
     def __post_init__(self) -> None:
         if len(self.env) > MAX_ENV_VARS:

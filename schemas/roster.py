@@ -12,7 +12,7 @@ from enum import StrEnum
 import msgspec
 
 from schemas.ids import check_token
-from schemas.subjects import CoreVerb, Kind, parse
+from schemas.subjects import SCHEDULER_VERBS, Kind, parse
 
 
 class Role(StrEnum):
@@ -74,7 +74,7 @@ def may_publish(identity: Identity, subject: str) -> bool:
     role = identity.role
     match parsed.kind:
         case Kind.CORE_COMMAND:
-            if parsed.a == CoreVerb.PLACE:
+            if parsed.a in SCHEDULER_VERBS:
                 return role is Role.SCHEDULER
             return role in _USERS
         case Kind.CORE_QUERY:

@@ -20,6 +20,7 @@ from schemas.commands import (
     ListOffers,
     PlaceJobs,
     ReleaseJob,
+    ReportWaiting,
     RequeueJob,
     SubmitJob,
 )
@@ -35,6 +36,7 @@ class CoreVerb(StrEnum):
     HOLD = "hold"
     RELEASE = "release"
     PLACE = "place"
+    WAITING = "waiting"
 
 
 class CoreQueryName(StrEnum):
@@ -44,6 +46,9 @@ class CoreQueryName(StrEnum):
     USAGE = "usage"
 
 
+SCHEDULER_VERBS = frozenset({CoreVerb.PLACE, CoreVerb.WAITING})
+"""The commands only the scheduler may send; every other verb is a user's."""
+
 VERB_OF: dict[type[AnyCommand], CoreVerb] = {
     SubmitJob: CoreVerb.SUBMIT,
     CancelJob: CoreVerb.CANCEL,
@@ -51,6 +56,7 @@ VERB_OF: dict[type[AnyCommand], CoreVerb] = {
     HoldJob: CoreVerb.HOLD,
     ReleaseJob: CoreVerb.RELEASE,
     PlaceJobs: CoreVerb.PLACE,
+    ReportWaiting: CoreVerb.WAITING,
 }
 QUERY_OF: dict[type[AnyQuery], CoreQueryName] = {
     ListJobs: CoreQueryName.JOBS,

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from schemas.jobs import (
+    MAX_PRICE,
     EnvNameError,
     JobSpec,
     StagedInput,
@@ -110,6 +111,17 @@ def parse_dependency(text: str) -> list[dict[str, str]]:
             number = _digits(job_id, f"{job_id!r} is not a job id")
             found.append({"kind": kind, "job_id": str(number)})
     return found
+
+
+def parse_max_price(text: str) -> float:
+    """A price per hour for the whole job: a non-negative number."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueProblem(f"{text!r} is not a price") from None
+    if not 0 <= value <= MAX_PRICE:  # also refuses NaN
+        raise ValueProblem(f"{text!r} is not a price between 0 and {MAX_PRICE:g}")
+    return value
 
 
 def parse_account(text: str) -> str:
@@ -254,6 +266,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("gate", "gate", str.strip, help="run on this gate only"),
     Option("priority", "priority", parse_priority, help="priority, -10000..10000"),
     Option("account", "account", parse_account, "A", help="account to charge (default: you)"),
+    Option(
+        "max-price",
+        "max_price_per_hour",
+        parse_max_price,
+        help="run only where the whole job costs at most this per hour",
+    ),
     Option(
         "dependency",
         "dependencies",

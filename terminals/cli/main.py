@@ -35,6 +35,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "events": ("streams", "events"),
     "fetch": ("streams", "fetch"),
     "user": ("users", "user"),
+    "account": ("accounts", "account"),
 }
 STATES = (
     "pending",
@@ -47,6 +48,8 @@ STATES = (
     "failed",
     "cancelled",
 )
+
+PERIODS = ("total", "month", "week", "day")  # schemas.accounts.Period, without importing it
 
 
 def _states(text: str) -> list[str]:
@@ -153,6 +156,7 @@ def build_parser(submit_options: bool = True) -> argparse.ArgumentParser:
     _add_deployment_commands(sub)
     _add_job_commands(sub, submit_options)
     _add_user_commands(sub)
+    _add_account_commands(sub)
     return parser
 
 
@@ -279,6 +283,31 @@ def _add_user_commands(sub: _Commands[argparse.ArgumentParser]) -> None:
         "rotate", help="give a user a new key; print the new credentials file (the old is void)"
     )
     q.add_argument("name", metavar="NAME")
+
+
+def _add_account_commands(sub: _Commands[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("account", help="accounts, their members, and spend caps (budgets)")
+    accounts = p.add_subparsers(dest="account_command", required=True, metavar="ACTION")
+    q = accounts.add_parser("add", help="create an account, or add members to one")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--member", "-m", action="append", metavar="USER", help="repeatable")
+    q = accounts.add_parser("remove", help="remove an account, or (with --member) members")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--member", "-m", action="append", metavar="USER", help="repeatable")
+    q = accounts.add_parser(
+        "budget", help="cap what an account (or with --user, a user) may spend per period"
+    )
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("limit", metavar="LIMIT", help="in the currency of the prices; 'none': no cap")
+    q.add_argument(
+        "--period",
+        choices=PERIODS,
+        default="total",
+        help="spend is counted from the start of the current one, UTC (default: total)",
+    )
+    q.add_argument("--user", action="store_true", help="NAME is a user, not an account")
+    q = accounts.add_parser("list", help="accounts, members and budgets")
+    q.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _handler(command: str) -> Callable[..., int]:

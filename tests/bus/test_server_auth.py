@@ -60,10 +60,12 @@ CREATE = "$JS.API.CONSUMER.CREATE"
         ("alice", pub(f"$O.{subjects.files_bucket('bob')}.M.eA")),  # bob's files
         ("alice", pub(f"{CREATE}.{subjects.bucket_stream(subjects.files_bucket('bob'))}")),
         ("alice", pub(subjects.core_command(subjects.CoreVerb.PLACE))),
+        ("alice", pub(subjects.core_command(subjects.CoreVerb.WAITING))),
         ("alice", pub(subjects.job_event("alice", "1", "job_completed"))),  # even her own
         ("alice", pub(subjects.gate_command("local", "start"))),
         ("alice", sub(f"{subjects.inbox_of('bob')}.>")),
         ("admin", pub(subjects.core_command(subjects.CoreVerb.PLACE))),
+        ("admin", pub(subjects.core_command(subjects.CoreVerb.WAITING))),
         ("admin", pub(subjects.job_event("alice", "1", "job_completed"))),
         ("admin", sub(subjects.ALL_LOGS)),  # reads through consumers, never by subscription
         # core: only what it serves and writes

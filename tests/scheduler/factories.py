@@ -7,7 +7,7 @@ from typing import Any
 
 from scheduler.view import View
 from schemas.commands import Placement
-from schemas.events import AnyJobEvent, JobScheduled, JobSubmitted
+from schemas.events import AnyJobEvent, JobScheduled, JobSubmitted, JobUsageRecorded
 from schemas.gate import GateCapacity
 from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
 from schemas.jobs import Allocation, JobSpec, NodeAllocation, NodeShape
@@ -55,7 +55,33 @@ def submitted(job_id: str, owner: str = "alice", at: float = NOW, **fields: Any)
     )
 
 
-def scheduled(placement: Placement, at: float = NOW) -> JobScheduled:
+def used(
+    job_id: str,
+    cost: float,
+    owner: str = "alice",
+    account: str | None = None,
+    node_hours: float = 1.0,
+    at: float = NOW,
+    attempt: int = 1,
+) -> JobUsageRecorded:
+    """The usage record of one attempt (``account`` None: the owner's personal one)."""
+    return JobUsageRecorded(
+        event_id=event_id(),
+        job_id=JobId(job_id),
+        at=at,
+        attempt=attempt,
+        owner=UserName(owner),
+        account=account or owner,
+        gate=GateName("local"),
+        started_at=at - node_hours * 3600,
+        ended_at=at,
+        nodes=1,
+        node_hours=node_hours,
+        cost=cost,
+    )
+
+
+def scheduled(placement: Placement, at: float = NOW, price_per_hour: float = 0.0) -> JobScheduled:
     return JobScheduled(
         event_id=event_id(),
         job_id=placement.job_id,
@@ -63,6 +89,7 @@ def scheduled(placement: Placement, at: float = NOW) -> JobScheduled:
         attempt=placement.attempt,
         allocation=placement.allocation,
         plan_id=PlanId("plan"),
+        price_per_hour=price_per_hour,
     )
 
 

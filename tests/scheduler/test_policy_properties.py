@@ -3,7 +3,7 @@
 No node is over-committed, a gang job gets all its nodes or none, held jobs are never placed,
 the first blocked job could not have fitted at its turn (priority order), jobs started
 behind it never delay the earliest start it had without them (EASY backfill), and no job
-starts before its dependencies are satisfied.
+starts before its dependencies are satisfied, and no pass spends past a budget.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from scheduler.capacity import Need
-from scheduler.policy import plan
+from scheduler.policy import Policy, plan, queue, run_pass
+from scheduler.priority import Weights
+from scheduler.usage import Scope
 from scheduler.view import PendingJob, View
+from schemas.accounts import AccountEntry, Accounts, Budget, UserEntry
 from schemas.commands import Placement
 from schemas.events import JobCancelled, JobCompleted, JobFailed, JobHeld
 from schemas.gate import GateCapacity
@@ -28,8 +31,9 @@ from schemas.jobs import (
     DependencyKind,
     FailReason,
     NodeShape,
+    PendingReason,
 )
-from tests.scheduler.factories import NOW, capacity, event_id, scheduled, submitted
+from tests.scheduler.factories import NOW, capacity, event_id, scheduled, submitted, used
 
 GATES = ("g1", "g2")
 
@@ -177,11 +181,12 @@ def test_held_jobs_are_never_placed(view: View) -> None:
 def test_backfill_never_delays_the_top_reservation(view: View) -> None:
     placements = plan(view, NOW)
     placed = {p.job_id for p in placements}
-    queue = sorted((j for j in view.pending.values() if not j.held), key=lambda j: j.rank)
-    blocked = next((j for j in queue if j.job_id not in placed and _capable(view, j)), None)
+    order = queue(view, NOW, Weights())
+    blocked = next((j for j in order if j.job_id not in placed and _capable(view, j)), None)
     if blocked is None:
         return
-    before = [p for p in placements if view.pending[p.job_id].rank < blocked.rank]
+    ahead_of = {j.job_id for j in order[: order.index(blocked)]}
+    before = [p for p in placements if p.job_id in ahead_of]
     ahead = _running(view) + _new(view, before)
     # Priority order: at its turn, the blocked job really did not fit.
     assert not _fits(view, blocked, ahead, None)
@@ -250,3 +255,87 @@ def test_dependencies_hold(drawn: tuple[View, dict[JobId, str]]) -> None:
             assert outcomes[dep.job_id] in ALLOWED[dep.kind], (placement.job_id, dep)
     dependent = [p for p in placed if view.pending[p.job_id].spec.dependencies]
     event("placed a dependent job" if dependent else "placed no dependent job")
+
+
+CAPS = st.sampled_from((None, 0.0, 0.5, 2.0, 10.0, 50.0))
+
+
+def _cost_per_hour(view: View, allocation: Allocation) -> float:
+    """Brute force: each share's part of its node × the node's price."""
+    shapes = _shapes(view)
+    total = 0.0
+    for share in allocation.nodes:
+        shape = shapes[(allocation.gate, share.node)]
+        parts = [share.cpus / shape.cpus]
+        parts += [share.memory_mb / shape.memory_mb] if shape.memory_mb else []
+        parts += [len(share.gpus) / shape.gpus] if shape.gpus else []
+        total += max(parts) * shape.price_per_hour
+    return total
+
+
+@st.composite
+def budgeted_views(draw: st.DrawFn) -> tuple[View, Accounts]:
+    """Two users (one account between them), jobs running at their placements' prices,
+    spend already recorded, and caps drawn on both users and the account."""
+    view = View()
+    for gate in draw(gates()):
+        view.apply_gate_event(gate)
+    owners = st.sampled_from(("alice", "bob"))
+    accounts = st.sampled_from((None, "physics"))
+    number = 0
+    for running in (True, False):
+        for fields in draw(st.lists(job_fields, min_size=1, max_size=8)):
+            number += 1
+            owner, account = draw(owners), draw(accounts)
+            view.apply_job_event(submitted(str(number), owner=owner, account=account, **fields))
+        if running:
+            for p in plan(view, NOW):
+                price = _cost_per_hour(view, p.allocation)
+                view.apply_job_event(scheduled(p, price_per_hour=price))
+    for n in range(draw(st.integers(0, 3))):
+        cost = draw(st.sampled_from((0.0, 1.0, 5.0)))
+        view.apply_job_event(used(f"{900 + n}", cost, draw(owners), draw(accounts)))
+    caps = {who: draw(CAPS) for who in ("alice", "bob", "physics")}
+    return view, Accounts(
+        users={u: UserEntry(budget=_budget(caps[u])) for u in ("alice", "bob")},
+        accounts={
+            "physics": AccountEntry(members=("alice", "bob"), budget=_budget(caps["physics"]))
+        },
+    )
+
+
+def _budget(limit: float | None) -> Budget | None:
+    return None if limit is None else Budget(limit=limit)
+
+
+@settings(max_examples=400, deadline=None)
+@given(budgeted_views())
+def test_placements_never_exceed_a_budget(drawn: tuple[View, Accounts]) -> None:
+    view, accounts = drawn
+    result = run_pass(view, NOW, policy=Policy(accounts=accounts))
+    scopes = [(Scope.USER, "alice"), (Scope.USER, "bob"), (Scope.ACCOUNT, "physics")]
+    for scope in scopes:
+        budget = (
+            accounts.user_budget(scope[1])
+            if scope[0] is Scope.USER
+            else accounts.account_budget(scope[1])
+        )
+        if budget is None:
+            continue
+
+        def charges(owner: str, account: str | None, scope: tuple[Scope, str] = scope) -> bool:
+            return scope in ((Scope.USER, owner), (Scope.ACCOUNT, account or owner))
+
+        running = sum(
+            j.estimated_cost for j in view.active.values() if charges(j.owner, j.spec.account)
+        )
+        left = budget.limit - view.spend.since(*scope, 0) - running
+        new = 0.0
+        for p in result.placements:
+            job = view.pending[p.job_id]
+            cost = _cost_per_hour(view, p.allocation) * job.spec.time_limit_s / 3600
+            if cost > 0 and charges(job.owner, job.spec.account):
+                new += cost
+        assert new <= max(left, 0.0) + 1e-9
+    refused = [w for w in result.waiting.values() if w.reason is PendingReason.BUDGET]
+    event("some job waits for budget" if refused else "no budget wait")

@@ -7,6 +7,8 @@ Every process is stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -135,6 +137,15 @@ class Harness:
                 components=[ComponentInfo(name="nats-server", pid=self.nats.pid)],
             )
         )
+
+    def cli(self, *args: str, identity: str = "admin") -> tuple[int, str]:
+        """Run one ``skyport`` command in-process on this deployment: (exit code, stdout)."""
+        from terminals.cli.main import main
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["--state-dir", str(self.state.root), "--identity", identity, *args])
+        return code, out.getvalue()
 
     def log(self, name: str) -> str:
         path = self.state.logs_dir / f"{name}.log"

@@ -1,6 +1,7 @@
 """Priced gates (real processes): two local gates at different prices; jobs go to the
-cheaper one until it is full, then to the other, ``skyport offers`` shows both, and what
-the jobs used is accounted at each gate's price."""
+cheaper one until it is full, then to the other, ``skyport offers`` shows both, what the
+jobs used is accounted at each gate's price, and a job that would take its account past
+its budget stays pending with reason ``budget`` until the budget grows."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def two_gates(tmp_path: Path) -> Iterator[Harness]:
     h = Harness.create(tmp_path / "state", ["--nodes", "2", "--cpus", "1", "--price", "0.5"])
     h.start_all()  # "local": two 1-cpu nodes at 0.5 an hour each
     h.start_gate("dear", ["--nodes", "2", "--cpus", "1", "--price", "2.5"])
+    h.announce()  # so that the CLI finds it running
     try:
         yield h
     finally:
@@ -82,3 +84,38 @@ async def test_jobs_fill_the_cheaper_gate_first_then_the_other(two_gates: Harnes
         (total,) = (await client.usage()).totals
         assert (total.owner, total.account, total.jobs) == ("alice", "alice", 4)
         assert total.cost == pytest.approx(sum(r.cost for r in records))
+
+
+async def test_a_job_past_its_accounts_budget_stays_pending_with_reason_budget(
+    two_gates: Harness,
+) -> None:
+    h = two_gates
+    assert h.cli("account", "add", "physics", "--member", "alice")[0] == 0
+    assert h.cli("account", "budget", "physics", "1.0")[0] == 0  # physics may spend 1.0
+    async with await Client.connect(h.state.root, "alice", h.url, timeout=2) as client:
+        await _both_live(client)
+        # an hour on a node of "local" is estimated at 0.5: two fit the budget; the third
+        # would need "dear" (2.5) or a free "local" node, and nothing is left for either
+        spec = JobSpec(script="sleep 60\n", account="physics", time_limit_s=3600)
+        ids = [await client.submit(spec) for _ in range(3)]
+        async with asyncio.timeout(30):
+            while True:
+                details = [await client.job(i) for i in ids]
+                if details[2].summary.reason == "budget" and all(
+                    d.allocation is not None for d in details[:2]
+                ):
+                    break
+                await asyncio.sleep(0.2)
+        assert "exceeds the 0.00 left of account physics's budget of 1" in details[2].summary.detail
+        assert details[2].allocation is None
+        code, listing = h.cli("jobs", "--all-users")
+        assert code == 0 and f"{ids[2]}" in listing and "pending(budget)" in listing
+        # a bigger budget lets it start, on the dear gate (the cheap one is full)
+        assert h.cli("account", "budget", "physics", "10")[0] == 0
+        async with asyncio.timeout(30):
+            while (await client.job(ids[2])).allocation is None:
+                await asyncio.sleep(0.2)
+        placed = (await client.job(ids[2])).allocation
+        assert placed is not None and placed.gate == "dear"
+        for job_id in ids:
+            await client.cancel(job_id)

@@ -39,10 +39,7 @@ def deployment(tmp_path: Path) -> Iterator[Harness]:
 
 
 def skyport(h: Harness, *args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["--state-dir", str(h.state.root), "--identity", "admin", *args])
-    return code, out.getvalue()
+    return h.cli(*args)
 
 
 async def submit_as(h: Harness, creds: Path, tmp: Path) -> str:

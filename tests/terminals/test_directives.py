@@ -284,3 +284,12 @@ def test_dependencies_use_slurms_syntax() -> None:
 def test_malformed_dependencies_are_refused(text: str, problem: str) -> None:
     with pytest.raises(DirectiveError, match=f"line 1.*{problem}"):
         parse_script(f"#SKYPORT --dependency={text}\n")
+
+
+def test_a_maximum_price_per_hour_is_a_directive() -> None:
+    script = "#!/bin/sh\n#SKYPORT --max-price=2.5\ntrue\n"
+    assert build_spec(script, parse_script(script)).max_price_per_hour == 2.5
+    assert build_spec("true\n", parse_script("true\n")).max_price_per_hour is None
+    for bad in ("-1", "nan", "cheap"):
+        with pytest.raises(DirectiveError, match="line 1.*price"):
+            parse_script(f"#SKYPORT --max-price={bad}\n")
