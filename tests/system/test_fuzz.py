@@ -149,10 +149,10 @@ def test_hostile_messages_are_each_refused_and_the_deployment_runs_on(
     asyncio.run(_run_a_job(h))  # core is up and its subscriptions are in place
     alice = h.state.load_signer("alice")
     raw = RawNats(h.url, alice, "alice")
-    # The server lets only the scheduler publish on place: alice's bytes go there through
+    # The server lets only the scheduler publish on its verbs: alice's bytes go there through
     # the scheduler's connection, so that core's own checks meet them too.
     via_scheduler = RawNats(h.url, h.state.load_signer("scheduler"), "scheduler")
-    place = subjects.core_command(subjects.CoreVerb.PLACE)
+    schedulers = {subjects.core_command(v) for v in subjects.SCHEDULER_VERBS}
     sent = 0
 
     @given(
@@ -170,7 +170,7 @@ def test_hostile_messages_are_each_refused_and_the_deployment_runs_on(
     def send(kind: str, subject: str, payload: bytes, noise: dict[str, str]) -> None:
         nonlocal sent
         headers, body = _message(kind, payload, noise, alice, subject)
-        conn = via_scheduler if subject == place else raw
+        conn = via_scheduler if subject in schedulers else raw
         conn.hpub(subject, headers, body)
         conn.barrier()
         sent += 1
@@ -186,7 +186,7 @@ def test_hostile_messages_are_each_refused_and_the_deployment_runs_on(
     assert counts, h.log("core")[-2000:]
     refused = json.loads(counts[-1].replace("'", '"'))
     assert sum(refused.values()) == sent, (refused, sent)
-    # place is the scheduler's: alice's signed messages there are refused for her role
+    # place and waiting are the scheduler's: alice's signed messages there are refused
     reasons = {"unsigned", "unknown_signer", "bad_signature", "malformed", "not_allowed"}
     assert set(refused) <= reasons
     with sqlite3.connect(h.state.core_db) as db:  # only the two real jobs were stored

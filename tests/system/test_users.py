@@ -42,11 +42,20 @@ def skyport(h: Harness, *args: str) -> tuple[int, str]:
     return h.cli(*args)
 
 
+async def server_knows(h: Harness, signer: Signer, timeout: float = 10.0) -> None:
+    """Until the server's reload (``skyport user add`` signals it) lets ``signer`` in: a
+    connection made while the server reloads may be dropped by that reload."""
+    async with asyncio.timeout(timeout):
+        while handshake(h.url, signer) != "PONG":
+            await asyncio.sleep(0.05)
+
+
 async def submit_as(h: Harness, creds: Path, tmp: Path) -> str:
     """Submit a job with the credentials file alone (core may take a moment to know it),
     then one that stages a file in and its result out: the new user's bucket exists, and
     the gate may use it, without a restart."""
     signer = Signer(creds.read_bytes())
+    await server_knows(h, signer)
     bus = await Bus.connect(h.url, signer, h.state.load_roster(), "carol", nkeys_seed=str(creds))
     try:
         await submit_when_ready(bus, JobSpec(script="true"), timeout=10)
@@ -127,6 +136,7 @@ async def test_a_rotated_user_keeps_their_jobs_and_the_old_key_is_refused(
     creds = Path(out.strip())
     old_seed = creds.read_bytes()
     signer = Signer(old_seed)
+    await server_knows(h, signer)
     bus = await Bus.connect(h.url, signer, h.state.load_roster(), "dave", nkeys_seed=str(creds))
     try:
         job = await submit_when_ready(bus, JobSpec(script="true"), timeout=10)
