@@ -30,7 +30,7 @@ from bus.ordered import OrderedReplay
 from bus.rosterfile import ROSTER_POLL_S, follow, follow_file
 from schemas.commands import AnyReply, RejectCode, Rejected, answers
 from schemas.ids import MessageId
-from schemas.roster import Identity, Role, Roster
+from schemas.roster import Identity, Roster, answerer
 from schemas.subjects import Kind, inbox_of, parse, stream_of
 from schemas.wire import SIGNER_HEADER, Refusal, Signer, Verifier, WireError
 
@@ -228,7 +228,8 @@ class Bus:
         await self.nc.publish(subject, payload, headers=headers)
 
     async def request(self, subject: str, msg: msgspec.Struct, timeout: float = 10.0) -> AnyReply:
-        """Send a signed request; return core's verified reply."""
+        """Send a signed request; return the verified reply of core (of the scheduler, for
+        its queries)."""
         payload, headers = self.seal(subject, msg)
         try:
             raw = await self.nc.request(subject, payload, timeout=timeout, headers=headers)
@@ -241,8 +242,9 @@ class Bus:
         except (WireError, msgspec.MsgspecError) as exc:
             self.refuse(exc, raw.subject)
             raise BusError(f"refused the reply to {subject}: {exc}") from exc
-        if reply.sender.role is not Role.CORE:
-            raise BusError(f"reply to {subject} not signed by core")
+        expected = answerer(subject)
+        if reply.sender.role is not expected:
+            raise BusError(f"reply to {subject} not signed by {expected}")
         body: AnyReply = reply.body
         request_id = getattr(msg, "id", None)
         if request_id is not None and not answers(body, request_id):

@@ -20,7 +20,7 @@ import msgspec
 
 from schemas import subjects
 from schemas.commands import AnyReply, answers
-from schemas.roster import Role, Roster
+from schemas.roster import Roster, answerer
 from schemas.wire import Signer, Verifier, WireError
 
 if TYPE_CHECKING:
@@ -156,8 +156,9 @@ class QuickRequester:
             reply: AnyReply = _reply_decoder.decode(data)
         except (WireError, msgspec.MsgspecError) as exc:
             raise QuickError(f"refused the reply to {subject}: {exc}") from exc
-        if sender.role is not Role.CORE:
-            raise QuickError(f"reply to {subject} not signed by core")
+        expected = answerer(subject)
+        if sender.role is not expected:
+            raise QuickError(f"reply to {subject} not signed by {expected}")
         request_id = getattr(msg, "id", None)
         if request_id is not None and not answers(reply, request_id):
             raise QuickError(f"the reply on {subject} answers another request")

@@ -132,7 +132,7 @@ def permissions(
         case Role.CORE:
             return _core_publish(), [subjects.CORE_COMMANDS, subjects.CORE_QUERIES, *inbox]
         case Role.SCHEDULER:
-            return _scheduler_publish(), inbox
+            return _scheduler_publish(), [subjects.SCHEDULER_QUERIES, *inbox]
         case Role.GATE:
             return _gate_publish(identity.name, _file_owners(roster, retired)), inbox
         case Role.USER:
@@ -171,6 +171,7 @@ def _scheduler_publish() -> list[str]:
     return [
         *(subjects.core_command(v) for v in sorted(subjects.SCHEDULER_VERBS)),
         subjects.CORE_QUERIES,
+        f"{subjects.INBOX_PREFIX}*.>",  # answers to dry runs, on the verified sender's inbox
         f"$JS.API.STREAM.INFO.{job_events}",
         f"$JS.API.STREAM.INFO.{gate_events}",
         f"{_CONSUMER_CREATE}.{job_events}.*.{subjects.ALL_JOB_EVENTS}",
@@ -206,6 +207,7 @@ def _user_publish(owner: str, file_owners: list[str]) -> list[str]:
     return [
         *(subjects.core_command(v) for v in verbs),
         subjects.CORE_QUERIES,
+        subjects.SCHEDULER_QUERIES,  # dry runs
         # a replay's consumer is named, so its filter is in the subject: only the owner's
         f"{_CONSUMER_CREATE}.{job_events}.*.{subjects.job_events_of_owner(owner)}",
         f"{_CONSUMER_CREATE}.{logs}.*.{subjects.logs_of_owner(owner)}",

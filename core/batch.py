@@ -172,20 +172,9 @@ def _billing(alloc: Allocation, nodes: dict[str, NodeShape] | None) -> tuple[flo
 
 
 def _bad_account(work: Working, actor: Actor, cmd: SubmitJob) -> Rejected | None:
-    """Only a member may charge an account (admins: any; anyone: their personal one, named
-    after them, which is also where a job without an account is charged)."""
-    account = cmd.spec.account
-    if account is None or account == actor.name or actor.admin:
-        return None
-    if work.state.accounts.may_charge(actor.name, account):
-        return None
-    known = account in work.state.accounts.accounts
-    detail = (
-        f"{actor.name} is not a member of account {account}"
-        if known
-        else f"there is no account {account} (see 'skyport account list')"
-    )
-    return Rejected(to=cmd.id, code=RejectCode.NOT_MEMBER, detail=detail)
+    """Only a member may charge an account (``Accounts.refusal``)."""
+    why = work.state.accounts.refusal(actor.name, cmd.spec.account, actor.admin)
+    return None if why is None else Rejected(to=cmd.id, code=RejectCode.NOT_MEMBER, detail=why)
 
 
 def _bad_dependency(work: Working, actor: Actor, cmd: SubmitJob) -> Rejected | None:

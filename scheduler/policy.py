@@ -28,7 +28,7 @@ Rules of the greedy pass:
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,7 +90,7 @@ def run_pass(
     policy: Policy = DEFAULT_POLICY,
 ) -> PassResult:
     """The greedy priority + backfill placements for this moment, and why the rest wait."""
-    return _Pass(view, now, in_flight or {}, policy).run(excluded)
+    return Pass(view, now, in_flight or {}, policy).run(excluded)
 
 
 def plan(
@@ -105,12 +105,17 @@ def plan(
 
 
 def queue(
-    view: View, now: float, weights: Weights, skip: Collection[JobId] = ()
+    view: View,
+    now: float,
+    weights: Weights,
+    skip: Collection[JobId] = (),
+    extra: Sequence[PendingJob] = (),
 ) -> list[PendingJob]:
-    """The placeable pending jobs (not held, not in ``skip``) in the order a pass takes them."""
+    """The placeable pending jobs (not held, not in ``skip``; and ``extra``) in the order a
+    pass takes them."""
     ranking = Ranking(now, weights, fair_factors(view.used.at(now)))
-    jobs = (j for j in view.pending.values() if not j.held and j.job_id not in skip)
-    return sorted(jobs, key=ranking.key)
+    jobs = [j for j in view.pending.values() if not j.held and j.job_id not in skip]
+    return sorted([*jobs, *extra], key=ranking.key)
 
 
 def estimated_cost(spec: JobSpec, price_per_hour: float) -> float:
@@ -125,8 +130,9 @@ def at_utc(t: float) -> str:
 _FailKey = tuple[GateName | None, int, Need, float | None, bool, bool]
 
 
-class _Pass:
-    """The mutable working state of one pass (private: ``run_pass`` is the pure interface)."""
+class Pass:
+    """The mutable working state of one pass (``run_pass`` is the pure interface; the dry
+    run, ``scheduler.dryrun``, also reads the state a pass leaves)."""
 
     def __init__(
         self, view: View, now: float, in_flight: Mapping[JobId, Placement], policy: Policy
@@ -153,7 +159,7 @@ class _Pass:
             pending = self.view.pending.get(job_id)
             if pending is not None and job_id not in self.view.active:
                 self._charge(placement.allocation, self.now + pending.spec.time_limit_s)
-                cost = estimated_cost(pending.spec, self._price_of(placement.allocation))
+                cost = estimated_cost(pending.spec, self.price_of(placement.allocation))
                 self.budgets.charge(pending.owner, pending.spec.account or pending.owner, cost)
 
     def _charge(self, allocation: Allocation, end: float) -> None:
@@ -164,7 +170,7 @@ class _Pass:
             pool.hold(share)
         self.releases.append(Release(end, allocation.gate, allocation.nodes))
 
-    def _price_of(self, allocation: Allocation) -> float:
+    def price_of(self, allocation: Allocation) -> float:
         pool = self.pools.get(allocation.gate)
         price = 0.0
         for share in allocation.nodes:
@@ -175,10 +181,11 @@ class _Pass:
                 price += fraction * shape.price_per_hour
         return price
 
-    def run(self, excluded: Collection[JobId]) -> PassResult:
+    def run(self, excluded: Collection[JobId], extra: Sequence[PendingJob] = ()) -> PassResult:
+        """Place what can start; ``extra`` jobs are queued as if submitted (dry runs)."""
         skip = set(excluded) | set(self.in_flight)
         placements: list[Placement] = []
-        for job in queue(self.view, self.now, self.policy.weights, skip):
+        for job in queue(self.view, self.now, self.policy.weights, skip, extra):
             outcome = self._decide(job)
             if isinstance(outcome, Placement):
                 placements.append(outcome)
@@ -192,7 +199,7 @@ class _Pass:
             ready = readiness(deps, self.view.ended)
             if ready is not Readiness.READY:
                 return _dependency_wait(job, ready, self.view)
-        pools = self._capable_pools(job)
+        pools = self.capable_pools(job)
         if not pools:
             return Waiting(PendingReason.NO_GATE, _no_gate(job.spec))
         account = job.spec.account or job.owner
@@ -224,7 +231,7 @@ class _Pass:
             )
         return Waiting(PendingReason.RESOURCES, "waiting for resources")
 
-    def _capable_pools(self, job: PendingJob) -> list[GatePool]:
+    def capable_pools(self, job: PendingJob) -> list[GatePool]:
         spec = job.spec
         key = (spec.gate, spec.nodes, Need.of(spec), spec.max_price_per_hour)
         pools = self.capable.get(key)

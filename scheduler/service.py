@@ -19,7 +19,8 @@ from typing import Protocol
 
 import msgspec
 
-from bus.connection import Bus, BusError, Delivery
+from bus.connection import Bus, BusError, Delivery, Incoming
+from scheduler.dryrun import dry_run
 from scheduler.flights import Flights
 from scheduler.policy import Planner, Policy, Waiting, greedy
 from scheduler.settings import Settings
@@ -28,22 +29,26 @@ from schemas import subjects
 from schemas.accounts import Accounts
 from schemas.commands import (
     MAX_WAITING_DETAIL,
+    AnySchedulerQuery,
     PlaceJobs,
     Placement,
     PlaceReply,
+    RejectCode,
     Rejected,
     ReportWaiting,
     WaitingNote,
 )
 from schemas.events import AnyJobEvent
 from schemas.gate import AnyGateEvent
-from schemas.ids import JobId, MessageId, PlanId
+from schemas.ids import JobId, MessageId, PlanId, UserName
+from schemas.roster import Role
 from schemas.subjects import CoreVerb
 
 log = logging.getLogger("skyport.scheduler")
 
 _job_decoder = msgspec.json.Decoder(AnyJobEvent)
 _gate_decoder = msgspec.json.Decoder(AnyGateEvent)
+_query_decoder = msgspec.json.Decoder(AnySchedulerQuery)
 PLACE = subjects.core_command(CoreVerb.PLACE)
 WAITING = subjects.core_command(CoreVerb.WAITING)
 
@@ -121,12 +126,47 @@ class SchedulerService:
                 len(self.view.active),
                 len(self.view.gates),
             )
+            subs.append(
+                await self.bus.serve(
+                    subjects.SCHEDULER_QUERIES,
+                    subjects.SCHEDULER_QUEUE_GROUP,
+                    _query_decoder,
+                    self.on_query,
+                )
+            )
             self.ready.set()
             async with asyncio.TaskGroup() as tg:
                 await self._passes(tg)
         finally:
             for sub in subs:
                 await sub.unsubscribe()
+
+    async def on_query(self, incoming: Incoming[AnySchedulerQuery]) -> msgspec.Struct:
+        """A dry run: what a pass would do with the sender's job now (nothing is sent)."""
+        query, sender = incoming.body, incoming.sender
+        if subjects.parse(incoming.subject).a != subjects.SCHEDULER_QUERY_OF[type(query)]:
+            return Rejected(to=query.id, code=RejectCode.BAD_REQUEST, detail="wrong subject")
+        if sender.role not in (Role.USER, Role.ADMIN):
+            return Rejected(to=query.id, code=RejectCode.NOT_ALLOWED, detail="users only")
+        accounts = self.policy.accounts
+        why = (
+            None
+            if accounts is None
+            else accounts.refusal(sender.name, query.spec.account, sender.role is Role.ADMIN)
+        )
+        if why is not None:
+            return Rejected(to=query.id, code=RejectCode.NOT_MEMBER, detail=why)
+        now = self.clock()
+        return dry_run(
+            self.view,
+            now,
+            UserName(sender.name),
+            query.spec,
+            query.id,
+            self.flights.in_flight(),
+            self.flights.backing_off(now),
+            self.policy,
+        )
 
     async def _follow(self) -> list[_Subscription]:
         """Subscribe to both replays, waiting for core to create the streams if need be."""

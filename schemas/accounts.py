@@ -68,9 +68,19 @@ class Accounts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     users: dict[Name, UserEntry] = {}
 
     def may_charge(self, user: str, account: str) -> bool:
-        """Whether ``user`` may name ``account`` (admins are checked by the caller)."""
+        """Whether ``user`` is a member of ``account``."""
         entry = self.accounts.get(account)
         return entry is not None and user in entry.members
+
+    def refusal(self, user: str, account: str | None, admin: bool) -> str | None:
+        """Why ``user`` may not charge ``account``, or None if they may: members may, admins
+        may charge any, and everyone their personal account (named after them), which is
+        also where a job without an account is charged."""
+        if account is None or account == user or admin or self.may_charge(user, account):
+            return None
+        if account in self.accounts:
+            return f"{user} is not a member of account {account}"
+        return f"there is no account {account} (see 'skyport account list')"
 
     def user_budget(self, user: str) -> Budget | None:
         entry = self.users.get(user)

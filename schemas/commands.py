@@ -93,6 +93,17 @@ class ReportWaiting(Command, frozen=True, kw_only=True, tag="report_waiting"):
 AnyCommand = SubmitJob | CancelJob | RequeueJob | HoldJob | ReleaseJob | PlaceJobs | ReportWaiting
 
 
+class OptionVerdict(StrEnum):
+    CHOSEN = "chosen"  # where it would run
+    DEARER = "dearer"  # it has room now, but costs more than the chosen gate
+    BUSY = "busy"  # it could hold the job, but not now
+    TOO_SMALL = "too_small"  # too few nodes that could ever hold it
+    OVER_PRICE = "over_price"  # dearer than the job's --max-price
+    OVER_BUDGET = "over_budget"  # its estimated cost exceeds what a budget leaves
+    NOT_REQUESTED = "not_requested"  # the job names another --gate
+    DOWN = "down"  # its heartbeats stopped
+
+
 class Query(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of read-only requests to core."""
 
@@ -127,6 +138,15 @@ class GetUsage(Query, frozen=True, kw_only=True, tag="get_usage"):
     until: float | None = None
     user: UserName | None = None
 
+
+class PlanJob(Query, frozen=True, kw_only=True, tag="plan_job"):
+    """To the scheduler: where and when would this job run if its sender submitted it now?
+    Nothing is submitted or reserved."""
+
+    spec: JobSpec
+
+
+AnySchedulerQuery = PlanJob
 
 AnyQuery = ListJobs | GetJob | ListOffers | GetUsage
 
@@ -221,7 +241,36 @@ class UsageReport(Reply, frozen=True, kw_only=True, tag="usage_report"):
     totals: tuple[UsageTotal, ...] = ()
 
 
-AnyReply = Accepted | Rejected | PlaceReply | JobPage | JobDetail | OfferList | UsageReport
+class GateOption(msgspec.Struct, frozen=True, kw_only=True):
+    """How one gate would take a job (``skyport submit --dry-run``'s alternatives)."""
+
+    gate: GateName
+    verdict: OptionVerdict
+    price_per_hour: float | None = None  # of the whole job at the gate's cheapest nodes for it
+    estimated_cost: float | None = None  # that × the time limit
+    detail: str = ""
+
+
+class PlanReport(Reply, frozen=True, kw_only=True, tag="plan_report"):
+    """Where a job would run if submitted now, when, and at what cost; and the gates it
+    would not take, with why. ``start_at`` is exact when it would start now or is the first
+    job waiting; otherwise it is the earliest possible (``start_is_bound``): jobs ahead of it
+    may push it later."""
+
+    gate: GateName | None = None
+    start_at: float | None = None
+    start_is_bound: bool = False
+    price_per_hour: float = 0.0
+    estimated_cost: float = 0.0
+    reason: PendingReason | None = None  # why it would wait, if it would
+    detail: str = ""
+    ahead: int = 0  # jobs the scheduler would consider before it
+    options: tuple[GateOption, ...] = ()
+
+
+AnyReply = (
+    Accepted | Rejected | PlaceReply | JobPage | JobDetail | OfferList | UsageReport | PlanReport
+)
 
 
 def answers(reply: AnyReply, request_id: MessageId) -> bool:

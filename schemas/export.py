@@ -9,14 +9,15 @@ from typing import Any
 
 import msgspec
 
-from schemas.commands import AnyCommand, AnyQuery, AnyReply
+from schemas.commands import AnyCommand, AnyQuery, AnyReply, AnySchedulerQuery
 from schemas.events import AnyJobEvent
 from schemas.gate import AnyGateCommand, AnyGateEvent, LogChunk
 
 UNIONS: dict[str, Any] = {
     "CoreCommand": AnyCommand,
     "CoreQuery": AnyQuery,
-    "CoreReply": AnyReply,
+    "CoreReply": AnyReply,  # also the scheduler's replies (the name predates them)
+    "SchedulerQuery": AnySchedulerQuery,
     "JobEvent": AnyJobEvent,
     "GateCommand": AnyGateCommand,
     "GateEvent": AnyGateEvent,

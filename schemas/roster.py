@@ -79,7 +79,11 @@ def may_publish(identity: Identity, subject: str) -> bool:
             return role in _USERS
         case Kind.CORE_QUERY:
             return role in _USERS or role is Role.SCHEDULER
-        case Kind.JOB_EVENT | Kind.GATE_COMMAND | Kind.INBOX:
+        case Kind.SCHEDULER_QUERY:
+            return role in _USERS
+        case Kind.INBOX:  # replies: core's, and the scheduler's to its queries
+            return role is Role.CORE or role is Role.SCHEDULER
+        case Kind.JOB_EVENT | Kind.GATE_COMMAND:
             return role is Role.CORE
         case Kind.GATE_EVENT:
             return role is Role.GATE and parsed.a == identity.name
@@ -87,3 +91,9 @@ def may_publish(identity: Identity, subject: str) -> bool:
             return role is Role.GATE and parsed.c == identity.name
         case Kind.OTHER:
             return False
+
+
+def answerer(subject: str) -> Role:
+    """The role whose signed reply answers a request on ``subject``: the scheduler for its
+    queries (dry runs), core for everything else."""
+    return Role.SCHEDULER if parse(subject).kind is Kind.SCHEDULER_QUERY else Role.CORE

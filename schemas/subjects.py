@@ -19,6 +19,7 @@ from schemas.commands import (
     ListJobs,
     ListOffers,
     PlaceJobs,
+    PlanJob,
     ReleaseJob,
     ReportWaiting,
     RequeueJob,
@@ -37,6 +38,10 @@ class CoreVerb(StrEnum):
     RELEASE = "release"
     PLACE = "place"
     WAITING = "waiting"
+
+
+class SchedulerQueryName(StrEnum):
+    PLAN = "plan"
 
 
 class CoreQueryName(StrEnum):
@@ -78,6 +83,8 @@ ALL_GATE_EVENTS = f"{ROOT}.evt.gate.>"
 ALL_LOGS = f"{ROOT}.log.>"
 CORE_COMMANDS = f"{ROOT}.cmd.core.*"
 CORE_QUERIES = f"{ROOT}.query.core.*"
+SCHEDULER_QUERIES = f"{ROOT}.query.scheduler.*"
+SCHEDULER_QUEUE_GROUP = "skyport-scheduler"
 CORE_QUEUE_GROUP = "skyport-core"
 INBOX_PREFIX = "_INBOX."  # an identity's replies go only to _INBOX.<name>.<token>
 CORE_GATE_EVENTS_CONSUMER = "core"  # core's one durable consumer of the gate reports
@@ -113,6 +120,13 @@ def core_query(what: CoreQueryName) -> str:
 
 def query_subject(query: AnyQuery) -> str:
     return core_query(QUERY_OF[type(query)])
+
+
+SCHEDULER_QUERY_OF: dict[type[PlanJob], SchedulerQueryName] = {PlanJob: SchedulerQueryName.PLAN}
+
+
+def scheduler_query(what: SchedulerQueryName) -> str:
+    return f"{ROOT}.query.scheduler.{what.value}"
 
 
 def job_event(owner: str, job_id: str, tag: str) -> str:
@@ -214,6 +228,7 @@ def upload_prefix(owner: str, upload_id: str) -> str:
 class Kind(StrEnum):
     CORE_COMMAND = "core_command"
     CORE_QUERY = "core_query"
+    SCHEDULER_QUERY = "scheduler_query"
     JOB_EVENT = "job_event"
     GATE_COMMAND = "gate_command"
     GATE_EVENT = "gate_event"
@@ -234,6 +249,7 @@ class Parsed(NamedTuple):
 _SHAPES: dict[tuple[str, str, int], Kind] = {
     ("cmd", "core", 3): Kind.CORE_COMMAND,
     ("query", "core", 3): Kind.CORE_QUERY,
+    ("query", "scheduler", 3): Kind.SCHEDULER_QUERY,
     ("evt", "job", 5): Kind.JOB_EVENT,
     ("cmd", "gate", 4): Kind.GATE_COMMAND,
     ("evt", "gate", 4): Kind.GATE_EVENT,

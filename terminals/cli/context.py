@@ -18,14 +18,16 @@ from schemas.commands import (
     JobDetail,
     JobPage,
     OfferList,
+    PlanJob,
+    PlanReport,
     UsageReport,
 )
-from schemas.subjects import command_subject, query_subject
+from schemas.subjects import SchedulerQueryName, command_subject, query_subject, scheduler_query
 from terminals.client import requests
 from terminals.client.errors import ClientError, NotRunningError
 from terminals.client.locate import Credentials, running
 
-R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList, UsageReport)
+R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList, UsageReport, PlanReport)
 
 
 class Context:
@@ -65,13 +67,19 @@ class Context:
         self._info = info
         return info
 
-    def ask(self, msg: AnyCommand | AnyQuery, kind: type[R], timeout: float = 10.0) -> R:
-        """Send a command or query to core over the quick path; the reply as ``kind``."""
+    def ask(self, msg: AnyCommand | AnyQuery | PlanJob, kind: type[R], timeout: float = 10.0) -> R:
+        """Send a command or query to core (a dry run to the scheduler) over the quick path;
+        the reply as ``kind``."""
         from bus.quick import QuickConnectError, QuickError, QuickTimeoutError, request
         from bus.tls import client_context
 
         info = self.deployment()
-        subject = query_subject(msg) if isinstance(msg, AnyQuery) else command_subject(msg)
+        if isinstance(msg, PlanJob):
+            subject = scheduler_query(SchedulerQueryName.PLAN)
+        elif isinstance(msg, AnyQuery):
+            subject = query_subject(msg)
+        else:
+            subject = command_subject(msg)
         try:
             signer, roster = self.credentials().signer(), self.state.load_roster()
             tls = client_context(self.state)

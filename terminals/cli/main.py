@@ -211,6 +211,11 @@ def _add_job_commands(sub: _Commands[argparse.ArgumentParser], submit_options: b
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--follow", "-f", action="store_true", help="stream its log until it ends")
     mode.add_argument("--wait", "-W", action="store_true", help="wait; exit with its exit code")
+    mode.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="submit nothing: print where it would run, when, at what cost, and why not elsewhere",
+    )
     p.add_argument("--json", action="store_true", help="print the job id as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="with --follow/--wait: no banner")
     if submit_options:

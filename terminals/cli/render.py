@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.commands import GateOffer, JobDetail, UsageReport
+from schemas.commands import GateOffer, JobDetail, PlanReport, UsageReport
 from schemas.jobs import JobSummary
 
 _encoder = msgspec.json.Encoder()
@@ -155,3 +155,37 @@ def usage_table(report: UsageReport) -> str:
         ["total", "", str(sum(t.jobs for t in report.totals)), f"{hours:.4f}", f"{cost:.2f}"]
     )
     return period + "\n" + table(["USER", "ACCOUNT", "JOBS", "NODE_HOURS", "COST"], rows)
+
+
+def plan_text(report: PlanReport, now: float) -> str:
+    """A dry run: the verdict on the first line, then one row per gate."""
+    if report.reason is None and report.gate is not None:
+        head = f"would start now on gate {report.gate}"
+    elif report.start_at is not None and report.gate is not None:
+        bound = "not before" if report.start_is_bound else "at"
+        wait = duration(max(0.0, report.start_at - now))
+        head = f"would wait ({report.reason}), start on gate {report.gate} {bound} "
+        head += f"{when(report.start_at)} (in {wait})"
+    else:
+        head = f"would wait ({report.reason})"
+    lines = [head]
+    if report.detail and report.reason is not None:
+        lines.append(f"  {report.detail}")
+    if report.gate is not None:
+        lines.append(
+            f"  {report.price_per_hour:.2f} an hour, {report.estimated_cost:.2f} at its time limit"
+        )
+    lines.append(f"  {report.ahead} job(s) ahead of it in the queue")
+    rows = [
+        [
+            o.gate,
+            o.verdict.value,
+            "-" if o.price_per_hour is None else f"{o.price_per_hour:.2f}",
+            "-" if o.estimated_cost is None else f"{o.estimated_cost:.2f}",
+            o.detail,
+        ]
+        for o in report.options
+    ]
+    if rows:
+        lines.append(table(["GATE", "VERDICT", "PRICE/H", "EST_COST", "WHY"], rows))
+    return "\n".join(lines)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from schemas.commands import Accepted, JobDetail
+from schemas.commands import Accepted, JobDetail, PlanReport
 from schemas.jobs import JobSpec, JobState, StagedInput
 from terminals.cli import render
 from terminals.cli.context import Context
@@ -63,6 +64,10 @@ def submit(ctx: Context, args: argparse.Namespace) -> int:
         if not local.is_file():
             raise UsageError(f"input {local} is not a readable file")
     ctx.deployment()
+    if args.dry_run:
+        report = ctx.ask(requests.plan_job(spec), PlanReport)
+        print(render.to_json(report) if args.json else render.plan_text(report, time.time()))
+        return 0
     if not files and not (args.follow or args.wait):
         job_id = ctx.ask(requests.submit(spec), Accepted).job_id
         return _submitted(args, str(job_id))

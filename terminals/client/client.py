@@ -28,6 +28,7 @@ from schemas.commands import (
     JobDetail,
     JobPage,
     OfferList,
+    PlanReport,
     UsageReport,
 )
 from schemas.events import AnyJobEvent, JobCancelled, JobCompleted, JobFailed
@@ -169,6 +170,13 @@ class Client:
         user's own, or with ``user`` (admins) another's, or everyone's for an admin."""
         query = requests.get_usage(since, until, user)
         return requests.expect(await self._query(query), UsageReport)
+
+    async def plan(self, spec: JobSpec) -> PlanReport:
+        """A dry run: where ``spec`` would run if submitted now, when, at what cost, and why
+        not elsewhere (asked of the scheduler; nothing is submitted)."""
+        query = requests.plan_job(spec)
+        subject = subjects.scheduler_query(subjects.SchedulerQueryName.PLAN)
+        return requests.expect(await self._ask(subject, query), PlanReport)
 
     async def job(self, job_id: str) -> JobDetail:
         """Everything about one job, with its transition history."""

@@ -22,6 +22,8 @@ from schemas.commands import (
     ListJobs,
     ListOffers,
     OfferList,
+    PlanJob,
+    PlanReport,
     RejectCode,
     Rejected,
     ReleaseJob,
@@ -33,7 +35,7 @@ from schemas.ids import JobId, UserName, new_message_id
 from schemas.jobs import JobSpec, JobState
 from terminals.client.errors import ProtocolError, RejectedError, UnknownJobError
 
-R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList, UsageReport)
+R = TypeVar("R", Accepted, JobPage, JobDetail, OfferList, UsageReport, PlanReport)
 
 JobCommand = CancelJob | RequeueJob | HoldJob | ReleaseJob
 JOB_COMMANDS: dict[str, type[JobCommand]] = {
@@ -46,6 +48,11 @@ JOB_COMMANDS: dict[str, type[JobCommand]] = {
 
 def submit(spec: JobSpec) -> SubmitJob:
     return SubmitJob(id=new_message_id(), at=time.time(), spec=spec)
+
+
+def plan_job(spec: JobSpec) -> PlanJob:
+    """A dry run, for the scheduler: nothing is submitted."""
+    return PlanJob(id=new_message_id(), at=time.time(), spec=spec)
 
 
 def job_command(verb: str, job_id: str) -> JobCommand:
@@ -102,5 +109,5 @@ def expect(reply: AnyReply, kind: type[R]) -> R:
             raise UnknownJobError(reply.code, reply.detail)
         raise RejectedError(reply.code, reply.detail)
     if not isinstance(reply, kind):
-        raise ProtocolError(f"expected {kind.__name__}, core sent {type(reply).__name__}")
+        raise ProtocolError(f"expected {kind.__name__}, got {type(reply).__name__}")
     return reply

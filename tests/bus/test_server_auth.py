@@ -42,6 +42,8 @@ CREATE = "$JS.API.CONSUMER.CREATE"
         ("scheduler", pub(subjects.job_event("alice", "1", "job_completed"))),
         ("scheduler", pub(subjects.gate_command("local", "start"))),
         ("scheduler", pub(subjects.core_command(subjects.CoreVerb.SUBMIT))),
+        ("local", pub(subjects.scheduler_query(subjects.SchedulerQueryName.PLAN))),
+        ("alice", sub(subjects.SCHEDULER_QUERIES)),
         ("scheduler", pub(f"{CREATE}.{subjects.STREAM_LOGS}.x.{subjects.ALL_LOGS}")),
         ("scheduler", pub(f"$O.{subjects.files_bucket('alice')}.M.eA")),
         # a user: another user's events and logs, however asked for
@@ -94,6 +96,8 @@ def test_a_component_is_refused_what_its_role_does_not_need(
         ("alice", pub(f"{CREATE}.{subjects.STREAM_LOGS}.x.{subjects.logs_of('alice', '7')}")),
         ("alice", pub(f"$O.{subjects.files_bucket('alice')}.M.eA")),
         ("alice", pub(subjects.core_command(subjects.CoreVerb.CANCEL))),
+        ("alice", pub(subjects.scheduler_query(subjects.SchedulerQueryName.PLAN))),
+        ("scheduler", sub(subjects.SCHEDULER_QUERIES)),
         ("alice", sub(f"{subjects.inbox_of('alice')}.x")),
         ("admin", pub(f"{CREATE}.{subjects.STREAM_JOB_EVENTS}.x.{subjects.ALL_JOB_EVENTS}")),
         ("admin", pub(f"{CREATE}.{subjects.STREAM_LOGS}.x.{subjects.logs_of('bob', '7')}")),

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from schemas import export, subjects
-from schemas.commands import AnyCommand, AnyQuery, Command, Query, Reply
+from schemas.commands import AnyCommand, AnyQuery, AnySchedulerQuery, Command, Query, Reply
 from schemas.events import JobEvent
 from schemas.gate import GATE_VERB_OF, AnyGateCommand, GateCommand, GateEvent, LogChunk
 
@@ -51,6 +51,7 @@ def test_every_command_and_query_has_a_subject() -> None:
         assert cls in subjects.VERB_OF
     for cls in typing.get_args(AnyQuery):
         assert cls in subjects.QUERY_OF
+    assert set(subjects.SCHEDULER_QUERY_OF) == {AnySchedulerQuery}
     assert set(GATE_VERB_OF) == set(typing.get_args(AnyGateCommand))
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from schemas.commands import OptionVerdict, PlanReport
 from schemas.events import JobUsageRecorded
 from schemas.jobs import JobSpec, JobState
 from terminals.client import Client
-from terminals.client.errors import ClientError
+from terminals.client.errors import ClientError, NotRunningError
 from tests.system.harness import Harness
 
 pytestmark = pytest.mark.system
@@ -48,12 +49,29 @@ async def _both_live(client: Client, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.2)
 
 
+async def _plan(client: Client, spec: JobSpec, timeout: float = 30.0) -> PlanReport:
+    """A dry run, once the scheduler has caught up and serves them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await client.plan(spec)
+        except NotRunningError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def test_jobs_fill_the_cheaper_gate_first_then_the_other(two_gates: Harness) -> None:
     h = two_gates
     async with await Client.connect(h.state.root, "alice", h.url, timeout=2) as client:
         await _both_live(client)
         prices = {g.gate: {n.node.price_per_hour for n in g.nodes} for g in await client.offers()}
         assert prices == {"local": {0.5}, "dear": {2.5}}
+        # a dry run (asked of the scheduler) says where the first would go, and why not "dear"
+        plan = await _plan(client, JobSpec(script="sleep 60\n"))
+        assert (plan.gate, plan.reason, plan.price_per_hour) == ("local", None, 0.5)
+        verdicts = {o.gate: o.verdict for o in plan.options}
+        assert verdicts == {"local": OptionVerdict.CHOSEN, "dear": OptionVerdict.DEARER}
         ids = [await client.submit(JobSpec(script="sleep 60\n")) for _ in range(4)]
         async with asyncio.timeout(30):
             while True:
@@ -65,6 +83,13 @@ async def test_jobs_fill_the_cheaper_gate_first_then_the_other(two_gates: Harnes
         assert gates == ["local", "local", "dear", "dear"]
         busy = {g.gate: sum(n.used_cpus for n in g.nodes) for g in await client.offers()}
         assert busy == {"local": 2, "dear": 2}
+        script = h.state.root / "job.sh"
+        script.write_text("#!/bin/sh\n#SKYPORT --time=10\nsleep 1\n")
+        code, text = h.cli("submit", "--dry-run", str(script), identity="alice")
+        # whichever gate frees a node first (the four started within a few milliseconds)
+        assert code == 0 and text.startswith("would wait (resources), start on gate "), text
+        assert " at 20" in text.splitlines()[0], text  # exact: it would be the next to start
+        assert "local  busy" in text and "dear   busy" in text
         for job_id in ids:
             await client.cancel(job_id)
         async with asyncio.timeout(30):
