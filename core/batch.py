@@ -19,6 +19,7 @@ from core.job import (
     Job,
     JobRuleError,
     decide_cancel,
+    decide_dependency,
     decide_hold,
     decide_place,
     decide_release,
@@ -49,7 +50,7 @@ from schemas.commands import (
 from schemas.events import AnyJobEvent
 from schemas.gate import GateCapacity, RunEvent
 from schemas.ids import JobId, MessageId
-from schemas.jobs import Allocation, NodeShape, node_share
+from schemas.jobs import Allocation, JobState, NodeShape, node_share
 
 
 @dataclass
@@ -61,6 +62,8 @@ class State:
     gates: dict[str, GateCapacity] = field(default_factory=dict)
     last_job_id: int = 0
     accounts: Accounts = field(default_factory=Accounts)
+    dependents: dict[JobId, set[JobId]] = field(default_factory=dict)
+    """Per unfinished job: the pending jobs that wait for it to end (``index_dependents``)."""
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Commit:
     outbox: list[Outbound] = field(default_factory=list)
     gates: dict[str, GateCapacity] = field(default_factory=dict)
     last_job_id: int = 0
+    dependents: dict[JobId, set[JobId]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -115,7 +119,28 @@ class Working:
             self.commit.jobs[job.job_id] = job
             self.commit.outbox.extend(follow(before, job, event))
             is_new = False
+            if job.finished and (before is None or not before.finished):
+                self._resolve_dependents(job)
         return job
+
+    def _resolve_dependents(self, ended: Job) -> None:
+        waiting = self.state.dependents.get(ended.job_id, set())
+        waiting = waiting | self.commit.dependents.get(ended.job_id, set())
+        for job_id in sorted(waiting, key=int):
+            dependent = self.job(job_id)
+            if dependent is not None:
+                self.append(decide_dependency(dependent, ended, self.now))
+
+    def register_dependencies(self, job: Job) -> None:
+        """A new job's dependencies: those already ended are resolved now, the others when
+        they end."""
+        for dep in job.spec.dependencies:
+            other = self.job(dep.job_id)
+            if other is not None and other.finished:
+                self.append(decide_dependency(job, other, self.now))
+                job = self.job(job.job_id) or job
+            else:
+                self.commit.dependents.setdefault(dep.job_id, set()).add(job.job_id)
 
     def mark(self, key: str, reply: AnyReply | None) -> None:
         self.commit.inbox[key] = b"" if reply is None else _reply_encoder.encode(reply)
@@ -128,7 +153,9 @@ def decide_command(work: Working, actor: Actor, cmd: AnyCommand) -> AnyReply:
         if refused is not None:
             return refused
         job_id = JobId(str(work.commit.last_job_id + 1))
-        work.append(decide_submit(job_id, actor, cmd.spec, work.now), is_new=True)
+        job = work.append(decide_submit(job_id, actor, cmd.spec, work.now), is_new=True)
+        if job is not None:
+            work.register_dependencies(job)
         work.commit.last_job_id += 1
         work.commit.new_jobs.add(job_id)
         return Accepted(to=cmd.id, job_id=job_id, detail=f"job {job_id} submitted")
@@ -254,13 +281,27 @@ def decide_gate_event(work: Working, ev: GateCapacity | RunEvent) -> None:
 
 def apply(state: State, commit: Commit) -> None:
     """After the commit is durable: make the overlay the state (finished jobs leave memory)."""
+    for dependency, waiting in commit.dependents.items():
+        state.dependents.setdefault(dependency, set()).update(waiting)
     for job_id, job in commit.jobs.items():
         if job.finished:
             state.jobs.pop(job_id, None)
+            state.dependents.pop(job_id, None)  # its dependents were resolved in the commit
         else:
             state.jobs[job_id] = job
     state.gates.update(commit.gates)
     state.last_job_id = max(state.last_job_id, commit.last_job_id)
+
+
+def index_dependents(jobs: Iterable[Job]) -> dict[JobId, set[JobId]]:
+    """Which pending jobs wait for which job to end (rebuilt from the jobs at load)."""
+    index: dict[JobId, set[JobId]] = {}
+    for job in jobs:
+        if job.state is JobState.PENDING:
+            for dep in job.spec.dependencies:
+                if dep.job_id not in job.met and dep.job_id != job.broken:
+                    index.setdefault(dep.job_id, set()).add(job.job_id)
+    return index
 
 
 def inbox_key(kind: str, sender: str, message_id: MessageId) -> str:

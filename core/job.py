@@ -17,6 +17,7 @@ from schemas.events import (
     AnyJobEvent,
     JobCancelled,
     JobCompleted,
+    JobDependencyResolved,
     JobFailed,
     JobHeld,
     JobReleased,
@@ -87,6 +88,12 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     node_share: float | None = None  # the whole-node equivalent of those shares
     gate_started_at: float | None = None  # the current attempt's start, by the gate's clock
     waiting: PendingReason | None = None  # why it waits, as the scheduler last said
+    met: tuple[JobId, ...] = ()  # dependencies satisfied so far
+    broken: JobId | None = None  # a dependency that ended the wrong way: never startable
+
+    @property
+    def dependencies_met(self) -> bool:
+        return len(self.met) == len(self.spec.dependencies)
 
     @property
     def attempt(self) -> int:
@@ -107,6 +114,10 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
         if self.state is JobState.PENDING:
             if self.held:
                 return PendingReason.HELD
+            if self.broken is not None:
+                return PendingReason.DEPENDENCY_NEVER
+            if not self.dependencies_met:
+                return PendingReason.DEPENDENCY
             return self.waiting or PendingReason.PRIORITY
         if self.state is JobState.FAILED and self.fail_reason is not None:
             return self.fail_reason.value
@@ -235,6 +246,29 @@ def decide_release(job: Job, actor: Actor, at: float) -> list[AnyJobEvent]:
     ]
 
 
+def decide_dependency(job: Job, other: Job, at: float) -> list[AnyJobEvent]:
+    """Record that ``other``, which pending ``job`` depends on, has ended: once, and only
+    while ``job`` still waits for it."""
+    dep = next((d for d in job.spec.dependencies if d.job_id == other.job_id), None)
+    if dep is None or not other.finished or job.state is not JobState.PENDING:
+        return []
+    if other.job_id in job.met or other.job_id == job.broken:
+        return []
+    ok = dep.satisfied_by(other.state)
+    verdict = "holds" if ok else "can never hold: the job waits until cancelled"
+    return [
+        JobDependencyResolved(
+            event_id=_event_id(job),
+            job_id=job.job_id,
+            at=at,
+            dependency=other.job_id,
+            ended_as=other.state,
+            satisfied=ok,
+            detail=f"job {other.job_id} is {other.state}, so {dep.kind}:{other.job_id} {verdict}",
+        )
+    ]
+
+
 def decide_waiting(job: Job, note: WaitingNote, at: float) -> list[AnyJobEvent]:
     """Record why a pending job waits. Only a change is recorded: a repeated, stale (another
     attempt's) or late (the job has moved on) note changes nothing."""
@@ -273,6 +307,11 @@ def decide_place(
         raise JobRuleError(
             RejectCode.INVALID_STATE,
             f"job {job.job_id} is at attempt {job.attempt}, not {placement.attempt}",
+        )
+    if not job.dependencies_met:
+        open_ = [d.job_id for d in job.spec.dependencies if d.job_id not in job.met]
+        raise JobRuleError(
+            RejectCode.INVALID_STATE, f"job {job.job_id} waits for job {', '.join(open_)}"
         )
     alloc = placement.allocation
     _check_shares(job, alloc)
@@ -532,6 +571,10 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
             return job  # a record for accounting; the end of the attempt follows it
         case JobWaiting():
             return replace(job, waiting=event.reason)
+        case JobDependencyResolved():
+            if event.satisfied:
+                return replace(job, met=(*job.met, event.dependency))
+            return replace(job, broken=event.dependency)
         case JobRequeued():
             return replace(
                 job,

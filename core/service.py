@@ -25,6 +25,7 @@ from core.batch import (
     decide_command,
     decide_gate_event,
     inbox_key,
+    index_dependents,
 )
 from core.capacity import offers
 from core.job import Actor, job_number
@@ -109,6 +110,7 @@ class CoreService:
         again after a failed commit, since the store may then be ahead of memory)."""
         jobs = await self.store.run_read(self.store.load_active)
         self.state.jobs = {j.job_id: j for j in jobs}
+        self.state.dependents = index_dependents(jobs)
         self.state.gates = await self.store.run_read(self.store.load_gates)
         self.state.last_job_id = await self.store.run_read(self.store.last_job_id)
         log.info(

@@ -1,18 +1,17 @@
 """Whether a job's dependencies let it start (Slurm's afterok, afternotok, afterany). Pure.
 
-A dependency is on another job's end: ``afterok`` needs it completed, ``afternotok`` failed
-or cancelled, ``afterany`` ended however. A job waits while any job it depends on has not
-ended; once one has ended the wrong way, its dependencies can never be satisfied and it
+Core resolves dependencies: when a job ends, it records on every pending job that waits for
+it whether that ending satisfies the dependency (``job_dependency_resolved``), and it refuses
+a placement of a job whose dependencies are not all satisfied. The scheduler only reads
+those facts off the job: it waits while any dependency is open; once one can never hold, it
 stays pending until someone cancels it (as Slurm does without ``kill_invalid_depend``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import StrEnum
 
-from schemas.ids import JobId
-from schemas.jobs import TERMINAL_STATES, Dependency, DependencyKind, JobState
+from scheduler.view import PendingJob
 
 
 class Readiness(StrEnum):
@@ -21,20 +20,15 @@ class Readiness(StrEnum):
     NEVER = "never"  # some job it depends on ended the wrong way
 
 
-_SATISFIED_BY: dict[DependencyKind, frozenset[JobState]] = {
-    DependencyKind.AFTEROK: frozenset({JobState.COMPLETED}),
-    DependencyKind.AFTERNOTOK: frozenset({JobState.FAILED, JobState.CANCELLED}),
-    DependencyKind.AFTERANY: TERMINAL_STATES,
-}
+def readiness(job: PendingJob) -> Readiness:
+    """How ``job``'s dependencies stand."""
+    if job.broken is not None:
+        return Readiness.NEVER
+    if len(job.met) < len(job.spec.dependencies):
+        return Readiness.WAITING
+    return Readiness.READY
 
 
-def readiness(dependencies: tuple[Dependency, ...], ended: Mapping[JobId, JobState]) -> Readiness:
-    """How ``dependencies`` stand, given how the finished jobs ended."""
-    result = Readiness.READY
-    for dep in dependencies:
-        state = ended.get(dep.job_id)
-        if state is None:
-            result = Readiness.WAITING
-        elif state not in _SATISFIED_BY[dep.kind]:
-            return Readiness.NEVER
-    return result
+def open_dependencies(job: PendingJob) -> list[str]:
+    """The jobs it still waits for, in the order it named them."""
+    return [d.job_id for d in job.spec.dependencies if d.job_id not in job.met]

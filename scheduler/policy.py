@@ -21,8 +21,8 @@ Rules of the greedy pass:
 * The first job that does not fit gets a reservation (EASY backfill); later jobs start only
   if they cannot delay it. A job no live gate could ever hold is skipped, so it blocks nobody.
 * Held, in-flight and excluded (backing-off) jobs are not placed; in-flight placements count
-  as used capacity and spent budget. Neither are jobs whose dependencies are not satisfied
-  (``scheduler.dependencies``); they block nobody.
+  as used capacity and spent budget. Neither are jobs whose dependencies core has not found
+  satisfied (``scheduler.dependencies``); they block nobody.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Protocol
 from scheduler.backfill import Release, Reservation, reserve
 from scheduler.budgets import Remaining
 from scheduler.capacity import GatePool, Need
-from scheduler.dependencies import Readiness, readiness
+from scheduler.dependencies import Readiness, open_dependencies, readiness
 from scheduler.priority import Ranking, Weights, fair_factors
 from scheduler.view import PendingJob, View
 from schemas.accounts import Accounts
@@ -194,11 +194,10 @@ class Pass:
         return PassResult(placements, self.waiting)
 
     def _decide(self, job: PendingJob) -> Placement | Waiting:
-        deps = job.spec.dependencies
-        if deps:
-            ready = readiness(deps, self.view.ended)
+        if job.spec.dependencies:
+            ready = readiness(job)
             if ready is not Readiness.READY:
-                return _dependency_wait(job, ready, self.view)
+                return _dependency_wait(job, ready)
         pools = self.capable_pools(job)
         if not pools:
             return Waiting(PendingReason.NO_GATE, _no_gate(job.spec))
@@ -291,17 +290,10 @@ class Pass:
         return Placement(job_id=job.job_id, attempt=job.attempt, allocation=allocation)
 
 
-def _dependency_wait(job: PendingJob, ready: Readiness, view: View) -> Waiting:
-    deps = job.spec.dependencies
+def _dependency_wait(job: PendingJob, ready: Readiness) -> Waiting:
     if ready is Readiness.NEVER:
-        for dep in deps:
-            state = view.ended.get(dep.job_id)
-            if state is not None and readiness((dep,), view.ended) is Readiness.NEVER:
-                return Waiting(
-                    PendingReason.DEPENDENCY_NEVER,
-                    f"job {dep.job_id} is {state}, so {dep.kind}:{dep.job_id} can never hold",
-                )
-    open_ = [d.job_id for d in deps if d.job_id not in view.ended]
+        return Waiting(PendingReason.DEPENDENCY_NEVER, job.broken_detail)
+    open_ = open_dependencies(job)
     shown = ", ".join(open_[:5]) + (", ..." if len(open_) > 5 else "")
     return Waiting(PendingReason.DEPENDENCY, f"waiting for job {shown} to end")
 

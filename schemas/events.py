@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
-from schemas.jobs import Allocation, FailReason, JobSpec, PendingReason, StagedOutput
+from schemas.jobs import Allocation, FailReason, JobSpec, JobState, PendingReason, StagedOutput
 
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -40,6 +40,15 @@ class JobWaiting(JobEvent, frozen=True, kw_only=True, tag="job_waiting"):
 
     attempt: int
     reason: PendingReason
+
+
+class JobDependencyResolved(JobEvent, frozen=True, kw_only=True, tag="job_dependency_resolved"):
+    """A job this pending job depends on has ended (or had, when this one was submitted):
+    ``satisfied`` says whether that ending is the one the dependency waits for."""
+
+    dependency: JobId
+    ended_as: JobState
+    satisfied: bool
 
 
 class JobScheduled(JobEvent, frozen=True, kw_only=True, tag="job_scheduled"):
@@ -127,4 +136,5 @@ AnyJobEvent = (
     | JobRequeued
     | JobUsageRecorded
     | JobWaiting
+    | JobDependencyResolved
 )

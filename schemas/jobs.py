@@ -178,6 +178,16 @@ class Dependency(msgspec.Struct, frozen=True, kw_only=True):
     kind: DependencyKind
     job_id: Annotated[JobId, Meta(pattern="^[1-9][0-9]{0,17}$")]
 
+    def satisfied_by(self, ended_as: JobState) -> bool:
+        """Whether the other job ending as ``ended_as`` satisfies this dependency."""
+        match self.kind:
+            case DependencyKind.AFTEROK:
+                return ended_as is JobState.COMPLETED
+            case DependencyKind.AFTERNOTOK:
+                return ended_as in (JobState.FAILED, JobState.CANCELLED)
+            case DependencyKind.AFTERANY:
+                return ended_as in TERMINAL_STATES
+
 
 MAX_DEPENDENCIES = 64  # core loads each one's job when the submission is decided
 

@@ -7,10 +7,16 @@ from typing import Any
 
 from scheduler.view import View
 from schemas.commands import Placement
-from schemas.events import AnyJobEvent, JobScheduled, JobSubmitted, JobUsageRecorded
+from schemas.events import (
+    AnyJobEvent,
+    JobDependencyResolved,
+    JobScheduled,
+    JobSubmitted,
+    JobUsageRecorded,
+)
 from schemas.gate import GateCapacity
 from schemas.ids import GateName, JobId, MessageId, PlanId, UserName
-from schemas.jobs import Allocation, JobSpec, NodeAllocation, NodeShape
+from schemas.jobs import Allocation, Dependency, JobSpec, JobState, NodeAllocation, NodeShape
 
 NOW = 10_000.0
 _ids = itertools.count(1)
@@ -52,6 +58,19 @@ def submitted(job_id: str, owner: str = "alice", at: float = NOW, **fields: Any)
         at=at,
         owner=UserName(owner),
         spec=spec(**fields),
+    )
+
+
+def resolved(job_id: str, dependency: Dependency, ended_as: JobState) -> JobDependencyResolved:
+    """What core records on ``job_id`` when ``dependency``'s job ends as ``ended_as``."""
+    return JobDependencyResolved(
+        event_id=event_id(),
+        job_id=JobId(job_id),
+        at=NOW,
+        dependency=dependency.job_id,
+        ended_as=ended_as,
+        satisfied=dependency.satisfied_by(ended_as),
+        detail=f"job {dependency.job_id} is {ended_as}",
     )
 
 

@@ -12,12 +12,13 @@ from schemas.accounts import AccountEntry, Accounts, Budget, Period, UserEntry, 
 from schemas.commands import Placement
 from schemas.events import JobCompleted
 from schemas.ids import JobId
-from schemas.jobs import Dependency, DependencyKind, PendingReason
+from schemas.jobs import Dependency, DependencyKind, JobState, PendingReason
 from tests.scheduler.factories import (
     NOW,
     capacity,
     event_id,
     node,
+    resolved,
     scheduled,
     submitted,
     used,
@@ -147,6 +148,7 @@ def test_reasons_for_dependencies_size_and_price() -> None:
     assert waiting[JobId("4")].reason is PendingReason.NO_GATE
     assert "at most 0.05 an hour" in waiting[JobId("4")].detail
     view.apply_job_event(JobCompleted(event_id=event_id(), job_id=JobId("1"), at=NOW, attempt=1))
+    view.apply_job_event(resolved("2", dep[0], JobState.COMPLETED))
     never = run_pass(view, NOW).waiting[JobId("2")]
     assert never.reason is PendingReason.DEPENDENCY_NEVER and "completed" in never.detail
 

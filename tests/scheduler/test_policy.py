@@ -9,13 +9,14 @@ from scheduler.view import View
 from schemas.commands import Placement
 from schemas.events import JobCancelled, JobCompleted, JobFailed, JobHeld, JobRequeued
 from schemas.ids import GateName, JobId, UserName
-from schemas.jobs import Dependency, DependencyKind, FailReason, NodeAllocation
+from schemas.jobs import Dependency, DependencyKind, FailReason, JobState, NodeAllocation
 from tests.scheduler.factories import (
     NOW,
     allocation_on,
     capacity,
     event_id,
     node,
+    resolved,
     scheduled,
     submitted,
     view_of,
@@ -268,11 +269,17 @@ def _ended(job_id: str, how: str) -> JobCompleted | JobFailed | JobCancelled:
 def test_a_dependent_job_starts_only_once_its_dependency_ended_as_asked(
     kind: DependencyKind, how: str, starts: bool
 ) -> None:
-    dep = (Dependency(kind=kind, job_id=JobId("1")),)
-    waiting = view_of(LOCAL, events=(submitted("1"), submitted("2", dependencies=dep)))
+    dep = Dependency(kind=kind, job_id=JobId("1"))
+    waiting = view_of(LOCAL, events=(submitted("1"), submitted("2", dependencies=(dep,))))
     assert list(_placed(waiting)) == ["1"]  # job 1 has not ended: job 2 waits
     ended = view_of(
-        LOCAL, events=(submitted("1"), _ended("1", how), submitted("2", dependencies=dep))
+        LOCAL,
+        events=(
+            submitted("1"),
+            _ended("1", how),
+            submitted("2", dependencies=(dep,)),
+            resolved("2", dep, JobState(how)),  # as core records it
+        ),
     )
     assert ("2" in _placed(ended)) is starts
 

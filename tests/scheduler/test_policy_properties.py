@@ -30,10 +30,19 @@ from schemas.jobs import (
     Dependency,
     DependencyKind,
     FailReason,
+    JobState,
     NodeShape,
     PendingReason,
 )
-from tests.scheduler.factories import NOW, capacity, event_id, scheduled, submitted, used
+from tests.scheduler.factories import (
+    NOW,
+    capacity,
+    event_id,
+    resolved,
+    scheduled,
+    submitted,
+    used,
+)
 
 GATES = ("g1", "g2")
 
@@ -235,6 +244,9 @@ def views_with_dependencies(draw: st.DrawFn) -> tuple[View, dict[JobId, str]]:
         )
         fields = {**draw(job_fields), "dependencies": tuple(deps)}
         view.apply_job_event(submitted(str(n), **fields))
+        for dep in deps:  # what core records for the dependencies that have ended
+            if outcomes[dep.job_id] != "running":
+                view.apply_job_event(resolved(str(n), dep, JobState(outcomes[dep.job_id])))
     return view, outcomes
 
 
