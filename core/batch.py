@@ -19,17 +19,16 @@ from core.job import (
     Job,
     JobRuleError,
     decide_cancel,
-    decide_dependency,
     decide_hold,
     decide_place,
     decide_release,
     decide_requeue,
     decide_run_event,
     decide_submit,
-    decide_waiting,
     evolve,
 )
 from core.lifecycle import Outbound, follow
+from core.waiting import decide_dependency, decide_waiting
 from schemas.accounts import Accounts
 from schemas.commands import (
     Accepted,

@@ -12,7 +12,7 @@ from typing import assert_never
 
 import msgspec
 
-from schemas.commands import Placement, RejectCode, WaitingNote
+from schemas.commands import Placement, RejectCode
 from schemas.events import (
     AnyJobEvent,
     JobCancelled,
@@ -136,7 +136,8 @@ def job_number(text: str) -> int | None:
     return int(text) if _JOB_NUMBER.fullmatch(text) else None
 
 
-def _event_id(job: Job, offset: int = 1) -> MessageId:
+def event_id(job: Job, offset: int = 1) -> MessageId:
+    """The id of the job's next event (``offset`` 1), or of one after it."""
     return MessageId(f"{job.job_id}-{job.version + offset}")
 
 
@@ -171,7 +172,7 @@ def decide_cancel(job: Job, actor: Actor, at: float) -> list[AnyJobEvent]:
     if job.state is JobState.PENDING:
         return [
             JobCancelled(
-                event_id=_event_id(job),
+                event_id=event_id(job),
                 job_id=job.job_id,
                 at=at,
                 by=actor.name,
@@ -200,7 +201,7 @@ def decide_requeue(job: Job, actor: Actor, at: float) -> list[AnyJobEvent]:
 def _stop(job: Job, actor: Actor, at: float, requeue: bool) -> JobStopRequested:
     verb = "requeue" if requeue else "cancel"
     return JobStopRequested(
-        event_id=_event_id(job),
+        event_id=event_id(job),
         job_id=job.job_id,
         at=at,
         attempt=job.attempt,
@@ -221,7 +222,7 @@ def decide_hold(job: Job, actor: Actor, at: float) -> list[AnyJobEvent]:
         raise JobRuleError(RejectCode.INVALID_STATE, f"job {job.job_id} is already held")
     return [
         JobHeld(
-            event_id=_event_id(job),
+            event_id=event_id(job),
             job_id=job.job_id,
             at=at,
             by=actor.name,
@@ -237,53 +238,11 @@ def decide_release(job: Job, actor: Actor, at: float) -> list[AnyJobEvent]:
         raise JobRuleError(RejectCode.INVALID_STATE, f"job {job.job_id} is not held")
     return [
         JobReleased(
-            event_id=_event_id(job),
+            event_id=event_id(job),
             job_id=job.job_id,
             at=at,
             by=actor.name,
             detail=f"released by {actor.name}",
-        )
-    ]
-
-
-def decide_dependency(job: Job, other: Job, at: float) -> list[AnyJobEvent]:
-    """Record that ``other``, which pending ``job`` depends on, has ended: once, and only
-    while ``job`` still waits for it."""
-    dep = next((d for d in job.spec.dependencies if d.job_id == other.job_id), None)
-    if dep is None or not other.finished or job.state is not JobState.PENDING:
-        return []
-    if other.job_id in job.met or other.job_id == job.broken:
-        return []
-    ok = dep.satisfied_by(other.state)
-    verdict = "holds" if ok else "can never hold: the job waits until cancelled"
-    return [
-        JobDependencyResolved(
-            event_id=_event_id(job),
-            job_id=job.job_id,
-            at=at,
-            dependency=other.job_id,
-            ended_as=other.state,
-            satisfied=ok,
-            detail=f"job {other.job_id} is {other.state}, so {dep.kind}:{other.job_id} {verdict}",
-        )
-    ]
-
-
-def decide_waiting(job: Job, note: WaitingNote, at: float) -> list[AnyJobEvent]:
-    """Record why a pending job waits. Only a change is recorded: a repeated, stale (another
-    attempt's) or late (the job has moved on) note changes nothing."""
-    if job.state is not JobState.PENDING or job.held or note.attempt != job.attempt:
-        return []
-    if job.waiting is note.reason and job.detail == note.detail:
-        return []
-    return [
-        JobWaiting(
-            event_id=_event_id(job),
-            job_id=job.job_id,
-            at=at,
-            attempt=note.attempt,
-            reason=note.reason,
-            detail=note.detail,
         )
     ]
 
@@ -322,7 +281,7 @@ def decide_place(
     again = f" (attempt {job.attempt})" if job.attempt > 1 else ""
     return [
         JobScheduled(
-            event_id=_event_id(job),
+            event_id=event_id(job),
             job_id=job.job_id,
             at=at,
             attempt=job.attempt,
@@ -379,7 +338,7 @@ def decide_run_event(job: Job, ev: RunEvent, at: float) -> list[AnyJobEvent]:
         return []
     if job.state not in _RUN_FROM.get(type(ev), frozenset()):
         return []  # duplicate or out-of-order report: the job has moved on
-    eid, jid, attempt = _event_id(job), job.job_id, job.attempt
+    eid, jid, attempt = event_id(job), job.job_id, job.attempt
     where = f"{job.allocation.gate}: {_nodes_text(job.allocation)}"
     if isinstance(ev, RunStagingIn):
         detail = ev.detail or f"staging in on {where}"
@@ -424,7 +383,7 @@ def _usage(job: Job, ev: RunEnded, at: float) -> list[AnyJobEvent]:
     cost = hours * job.price_per_hour
     return [
         JobUsageRecorded(
-            event_id=_event_id(job),
+            event_id=event_id(job),
             job_id=job.job_id,
             at=at,
             attempt=job.attempt,
@@ -442,7 +401,7 @@ def _usage(job: Job, ev: RunEnded, at: float) -> list[AnyJobEvent]:
 
 
 def _ended(job: Job, ev: RunEnded, at: float, offset: int = 1) -> AnyJobEvent:
-    eid, jid, attempt = _event_id(job, offset), job.job_id, job.attempt
+    eid, jid, attempt = event_id(job, offset), job.job_id, job.attempt
     extra = f": {ev.detail}" if ev.detail else ""
     match ev.outcome:
         case RunOutcome.COMPLETED:
