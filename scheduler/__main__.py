@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -55,13 +54,19 @@ async def run(state_dir: Path, nats_url: str) -> None:
         scheduler = SchedulerService(bus)
         await scheduler.use_accounts(accounts)
         bus.follow_file(state.accounts_path, decode_accounts, scheduler.use_accounts)
-        async with asyncio.TaskGroup() as tg:
-            service = tg.create_task(scheduler.run())
-            await stop.wait()
-            log.info("scheduler stopping")
+        service = asyncio.create_task(scheduler.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({service, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("scheduler stopping")
+        stopping.cancel()
+        while not service.done():
+            # Again and again: nats-py waits with asyncio.wait_for, which on Python 3.11
+            # can swallow a cancellation that races its timeout.
             service.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await service
+            await asyncio.wait({service}, timeout=0.5)
+        error = None if service.cancelled() else service.exception()
+        if error is not None:
+            raise error
 
 
 def main(argv: list[str] | None = None) -> int:

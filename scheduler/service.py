@@ -120,12 +120,6 @@ class SchedulerService:
             await asyncio.gather(
                 self._jobs.wait(self.settings.quiet_s), self._gates.wait(self.settings.quiet_s)
             )
-            log.info(
-                "scheduler caught up: %d pending, %d active, %d gates",
-                len(self.view.pending),
-                len(self.view.active),
-                len(self.view.gates),
-            )
             subs.append(
                 await self.bus.serve(
                     subjects.SCHEDULER_QUERIES,
@@ -133,6 +127,12 @@ class SchedulerService:
                     _query_decoder,
                     self.on_query,
                 )
+            )
+            log.info(
+                "scheduler caught up: %d pending, %d active, %d gates",
+                len(self.view.pending),
+                len(self.view.active),
+                len(self.view.gates),
             )
             self.ready.set()
             async with asyncio.TaskGroup() as tg:
