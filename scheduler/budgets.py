@@ -54,9 +54,11 @@ class Remaining:
             left = self._left.get(key)
             if left is not None and cost > left:
                 budget = self._budgets[key]
+                # no "how much is left" here: it changes with every job that ends, and a
+                # reason is recorded each time its text changes
                 return (
-                    f"estimated cost {cost:.2f} exceeds the {max(left, 0.0):.2f} left of "
-                    f"{key[0]} {key[1]}'s budget of {budget.limit:g} ({budget.period})"
+                    f"estimated cost {cost:.2f} exceeds what is left of {key[0]} {key[1]}'s "
+                    f"budget of {budget.limit:g} ({budget.period})"
                 )
         return None
 

@@ -223,10 +223,11 @@ class Pass:
                 f"at {at_utc(res.start)}",
             )
         if any(p.gate == res.gate for p in pools):
+            # Not naming the first job: its text would change whenever the first job does,
+            # for every job behind it, and core records each change.
             return Waiting(
                 PendingReason.PRIORITY,
-                f"behind job {self.top}, which has gate {res.gate} reserved from "
-                f"{at_utc(res.start)}",
+                f"behind a job that comes first and has gate {res.gate} reserved",
             )
         return Waiting(PendingReason.RESOURCES, "waiting for resources")
 

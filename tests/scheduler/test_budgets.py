@@ -43,7 +43,7 @@ def test_a_job_whose_estimate_passes_the_user_cap_waits_for_budget() -> None:
     assert result.placements == []
     why = result.waiting[JobId("1")]
     assert why.reason is PendingReason.BUDGET
-    assert "8.00" in why.detail and "5.00" in why.detail and "user alice" in why.detail
+    assert "8.00" in why.detail and "budget of 5" in why.detail and "user alice" in why.detail
 
 
 def test_within_the_cap_it_runs_and_its_estimate_is_charged_to_the_next_job() -> None:
@@ -128,7 +128,7 @@ def test_reasons_say_resources_for_the_top_job_and_priority_behind_it() -> None:
     assert waiting[JobId("2")].reason is PendingReason.RESOURCES
     assert "gate local" in waiting[JobId("2")].detail
     assert waiting[JobId("3")].reason is PendingReason.PRIORITY
-    assert "behind job 2" in waiting[JobId("3")].detail
+    assert "behind a job that comes first" in waiting[JobId("3")].detail
 
 
 def test_reasons_for_dependencies_size_and_price() -> None:

@@ -131,7 +131,7 @@ async def test_a_job_past_its_accounts_budget_stays_pending_with_reason_budget(
                 ):
                     break
                 await asyncio.sleep(0.2)
-        assert "exceeds the 0.00 left of account physics's budget of 1" in details[2].summary.detail
+        assert "exceeds what is left of account physics's budget of 1" in details[2].summary.detail
         assert details[2].allocation is None
         code, listing = h.cli("jobs", "--all-users")
         assert code == 0 and f"{ids[2]}" in listing and "pending(budget)" in listing
