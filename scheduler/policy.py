@@ -13,8 +13,10 @@ Rules of the greedy pass:
   ``spec.max_price_per_hour`` the price. A share of a node costs the node's price × the part
   of it the job takes (``schemas.jobs.node_share``). Within a gate the cheapest nodes that
   can hold the job are chosen, by best fit among equals; among the gates where it can start
-  now, the one where it costs least per hour wins (ties: gate name). A job is never made to
-  wait for a cheaper gate (that is the optimiser's trade, ``scheduler.optimizer``).
+  now, the one where it costs least per hour wins (ties: gate name). The pass alone never
+  makes a job wait for a cheaper gate; the optimiser may (``Policy.advice``): a job its plan
+  starts later is held back (blocking nobody), and one it starts now is placed only on the
+  gate the plan chose.
 * A job whose estimated cost (its price per hour × its time limit) does not fit what its
   user's or its account's budget leaves waits with reason ``budget`` (``scheduler.budgets``)
   and blocks nobody.
@@ -32,6 +34,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from scheduler.advice import NO_ADVICE, Advice
 from scheduler.backfill import Release, Reservation, reserve
 from scheduler.budgets import Remaining
 from scheduler.capacity import GatePool, Need
@@ -58,6 +61,9 @@ class Policy:
 
     weights: Weights = field(default_factory=Weights)
     accounts: Accounts | None = None
+    advice: Advice = NO_ADVICE
+    """The optimiser's latest plan: jobs it starts later are held back, the others placed
+    only on the gate it chose (``scheduler.advice``)."""
 
 
 @dataclass(slots=True)
@@ -206,6 +212,11 @@ class Pass:
         refused = self.budgets.refusal(job.owner, account, estimated_cost(job.spec, cheapest))
         if refused is not None:
             return Waiting(PendingReason.BUDGET, refused)
+        advice = self.policy.advice
+        if advice.defers(job.job_id, self.now):
+            return _deferred(advice, job.job_id)  # it blocks nobody and reserves nothing
+        pinned = advice.gate_for(job.job_id, self.now)
+        pools = [p for p in pools if p.gate == pinned] or pools  # a gate gone: as greedy
         found = self._try_place(job, pools)  # a placement, or a budget that cannot pay it
         return found if found is not None else self._blocked(job, pools)
 
@@ -257,7 +268,8 @@ class Pass:
         res = self.reservation
         ends_in_time = res is None or end <= res.start
         top = spec.max_price_per_hour
-        key = (spec.gate, spec.nodes, need, top, res is not None, ends_in_time)
+        where = pools[0].gate if len(pools) == 1 else spec.gate  # one pool: pinned or asked
+        key = (where, spec.nodes, need, top, res is not None, ends_in_time)
         if key in self.failed:
             return None  # free capacity only shrinks during a pass
         best: tuple[float, GatePool, list[int], bool] | None = None
@@ -289,6 +301,15 @@ class Pass:
         self.releases.append(Release(end, pool.gate, shares))
         allocation = Allocation(gate=pool.gate, nodes=shares)
         return Placement(job_id=job.job_id, attempt=job.attempt, allocation=allocation)
+
+
+def _deferred(advice: Advice, job_id: JobId) -> Waiting:
+    planned = advice.planned[job_id]
+    return Waiting(
+        PendingReason.RESOURCES,
+        f"planned to start on gate {planned.gate} at {at_utc(planned.start)}, which the "
+        "optimiser found better than starting now",
+    )
 
 
 def _dependency_wait(job: PendingJob, ready: Readiness) -> Waiting:

@@ -10,6 +10,7 @@ until the events confirm them they are in flight (scheduler.flights).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -20,11 +21,14 @@ from typing import Protocol
 import msgspec
 
 from bus.connection import Bus, BusError, Delivery, Incoming
+from scheduler.advice import NO_ADVICE
 from scheduler.dryrun import dry_run
 from scheduler.flights import Flights
+from scheduler.optimizer import solve
 from scheduler.policy import Planner, Policy, Waiting, greedy
 from scheduler.settings import Settings
 from scheduler.view import View
+from scheduler.window import snapshot
 from schemas import subjects
 from schemas.accounts import Accounts
 from schemas.commands import (
@@ -41,10 +45,13 @@ from schemas.commands import (
 from schemas.events import AnyJobEvent
 from schemas.gate import AnyGateEvent
 from schemas.ids import JobId, MessageId, PlanId, UserName
+from schemas.jobs import PendingReason
 from schemas.roster import Role
 from schemas.subjects import CoreVerb
 
 log = logging.getLogger("skyport.scheduler")
+_SOLVABLE = frozenset({PendingReason.RESOURCES, PendingReason.PRIORITY})
+"""Waits a different plan could shorten (not budgets, dependencies or missing gates)."""
 
 _job_decoder = msgspec.json.Decoder(AnyJobEvent)
 _gate_decoder = msgspec.json.Decoder(AnyGateEvent)
@@ -102,6 +109,11 @@ class SchedulerService:
         self.waiting: dict[JobId, Waiting] = {}  # of the last pass
         self._reported: dict[JobId, tuple[int, Waiting, float]] = {}  # sent: attempt, when
         self._reported_at = float("-inf")
+        self.advice = NO_ADVICE
+        self.solves = 0
+        self._solving: asyncio.Task[None] | None = None
+        self._solved_version = -1
+        self._solved_at = float("-inf")
         self.ready = asyncio.Event()
         self.plans_sent = 0
         self._changed = asyncio.Event()
@@ -210,6 +222,8 @@ class SchedulerService:
             notes = self.waiting_notes()
             if notes:
                 tg.create_task(self._report(notes))
+            if self._solve_due():
+                self._solving = tg.create_task(self._optimise())
 
     def _idle_timeout(self) -> float:
         now = self.clock()
@@ -221,13 +235,59 @@ class SchedulerService:
         """One placement pass; returns the batches to send (already marked in flight)."""
         now = self.clock()
         self.flights.prune(self.view, now)
+        policy = dataclasses.replace(self.policy, advice=self.advice)
         result = self.planner(
-            self.view, now, self.flights.in_flight(), self.flights.backing_off(now), self.policy
+            self.view, now, self.flights.in_flight(), self.flights.backing_off(now), policy
         )
         placements, self.waiting = result.placements, result.waiting
         self.flights.sent(placements, now)
         size = self.settings.max_batch
         return [placements[i : i + size] for i in range(0, len(placements), size)]
+
+    def _solve_due(self) -> bool:
+        """A solve when none runs, the optimiser is on, jobs wait, and the view changed (or
+        the advice runs out), at most once every ``solve_every_s``."""
+        s, now = self.settings, self.clock()
+        if not s.optimise or (self._solving is not None and not self._solving.done()):
+            return False
+        if now - self._solved_at < s.solve_every_s:
+            return False
+        waits = any(w.reason in _SOLVABLE for w in self.waiting.values())
+        stale = self.view.version != self._solved_version or now >= self.advice.valid_until - 1
+        return waits and stale
+
+    async def _optimise(self) -> None:
+        """Snapshot the window here (the view must not move under it), solve in a thread,
+        and let the next pass follow the advice. A failed solve leaves the greedy answer."""
+        s, now = self.settings, self.clock()
+        self._solved_version, self._solved_at = self.view.version, now
+        instance = snapshot(
+            self.view,
+            now,
+            self.flights.in_flight(),
+            self.flights.backing_off(now),
+            self.policy,
+            self.waiting,
+            s.window,
+        )
+        try:
+            advice = await asyncio.to_thread(solve, instance, s.objective, s.solve)
+        except Exception:  # boundary: the optimiser may fail; placement goes on greedily
+            log.exception("optimiser failed; greedy placement goes on")
+            return
+        self.solves += 1
+        self.advice = advice
+        log.info(
+            "optimiser: %s over %d jobs in %.2f s, objective %.1f -> %.1f (%.1f%%)",
+            advice.status,
+            len(instance.jobs),
+            advice.solve_s,
+            advice.greedy.objective,
+            advice.advised.objective,
+            advice.gain_pct,
+        )
+        if advice.planned:
+            self._changed.set()  # a pass follows it now
 
     def waiting_notes(self) -> list[WaitingNote]:
         """The pending reasons of the last pass that core has not recorded and that were not

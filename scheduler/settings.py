@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scheduler.optimizer import SolveOptions
 from scheduler.priority import Weights
+from scheduler.schedule import ObjectiveWeights
+from scheduler.window import DEFAULT_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +40,13 @@ class Settings:
     """Fair share forgets usage with this half-life."""
     weights: Weights = field(default_factory=Weights)
     """The queue's order: priority, age and fair-share weights (``scheduler.priority``)."""
+    optimise: bool = True
+    """Run the CP-SAT optimiser over the head of the queue while jobs wait for capacity."""
+    window: int = DEFAULT_WINDOW
+    """How many of the first placeable pending jobs one solve plans."""
+    solve_every_s: float = 5.0
+    """At most one solve this often (each takes up to ``solve.time_limit_s`` of a thread)."""
+    objective: ObjectiveWeights = field(default_factory=ObjectiveWeights)
+    """What the optimiser minimises: hours of waiting and money (``scheduler.schedule``)."""
+    solve: SolveOptions = field(default_factory=lambda: SolveOptions(time_limit_s=1.0))
+    """The solver's budget and grid; the advice it gives is followed for ``advice_ttl_s``."""

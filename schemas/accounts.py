@@ -17,7 +17,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from schemas.jobs import MAX_PRICE
+from schemas.jobs import MAX_PRICE, parse_amount
 
 MAX_BUDGET = MAX_PRICE * 24 * 366 * 1000  # a year of a thousand of the dearest nodes
 Limit = Annotated[float, Meta(ge=0, le=MAX_BUDGET)]
@@ -26,13 +26,7 @@ Name = Annotated[str, Meta(pattern="^[A-Za-z0-9_-]{1,64}$")]
 
 def parse_limit(text: str) -> float:
     """A spend cap from a command line; ValueError saying why not."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not 0 <= value <= MAX_BUDGET:  # also refuses NaN
-        raise ValueError(f"{text} is not an amount between 0 and {MAX_BUDGET:g}")
-    return value
+    return parse_amount(text, MAX_BUDGET, "an amount")
 
 
 class Period(StrEnum):

@@ -36,15 +36,20 @@ MAX_PRICE = 1_000_000.0
 Price = Annotated[float, Meta(ge=0, le=MAX_PRICE)]  # per node-hour; NaN and ∞ are refused
 
 
-def parse_price(text: str) -> float:
-    """A price per node-hour from a command line; ValueError saying why not."""
+def parse_amount(text: str, top: float, what: str = "a price") -> float:
+    """An amount of money from a command line, 0 to ``top``; ValueError saying why not."""
     try:
         value = float(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a number") from None
-    if not 0 <= value <= MAX_PRICE:  # also refuses NaN
-        raise ValueError(f"{text} is not a price between 0 and {MAX_PRICE:g}")
+    if not 0 <= value <= top:  # also refuses NaN
+        raise ValueError(f"{text} is not {what} between 0 and {top:g}")
     return value
+
+
+def parse_price(text: str) -> float:
+    """A price per node-hour from a command line; ValueError saying why not."""
+    return parse_amount(text, MAX_PRICE)
 
 
 Seconds = Annotated[int, Meta(ge=1, le=MAX_TIME_LIMIT_S)]

@@ -31,6 +31,7 @@ from schemas.jobs import (
     StagedPathError,
     check_env_name,
     check_relative_path,
+    parse_amount,
 )
 from terminals.cli.errors import DirectiveError
 
@@ -116,12 +117,9 @@ def parse_dependency(text: str) -> list[dict[str, str]]:
 def parse_max_price(text: str) -> float:
     """A price per hour for the whole job: a non-negative number."""
     try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueProblem(f"{text!r} is not a price") from None
-    if not 0 <= value <= MAX_PRICE:  # also refuses NaN
-        raise ValueProblem(f"{text!r} is not a price between 0 and {MAX_PRICE:g}")
-    return value
+        return parse_amount(text.strip(), MAX_PRICE)
+    except ValueError as exc:
+        raise ValueProblem(str(exc)) from None
 
 
 def parse_account(text: str) -> str:

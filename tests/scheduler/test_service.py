@@ -19,6 +19,7 @@ import pytest
 
 from bus.connection import Bus, Incoming
 from bus.deployment import StateDir
+from scheduler.advice import Status
 from scheduler.service import SchedulerService
 from scheduler.settings import Settings
 from schemas import subjects
@@ -233,3 +234,26 @@ async def test_nothing_is_placed_without_a_live_gate(
 
 def test_message_ids_are_unique() -> None:
     assert event_id() != event_id() and MessageId("x") == "x"
+
+
+async def test_while_jobs_wait_the_optimiser_plans_them_and_passes_follow_the_plan(
+    state: StateDir, nats_url: str, core_bus: Bus, core: FakeCore, start: Start
+) -> None:
+    await heartbeat(state, nats_url, "n1")  # one node: the jobs must take turns
+    service = await start(Settings(solve_every_s=0.0))
+    await asyncio.sleep(0.1)
+    limits = {"1": 600, "2": 7200, "3": 3600, "4": 600}  # FIFO runs the longest before short
+    for job_id, limit in limits.items():
+        await publish(core_bus, submitted(job_id, cpus_per_task=4, time_limit_s=limit))
+    assert [p.job_id for p in (await core.next_plan()).placements] == ["1"]
+    async with asyncio.timeout(15):
+        while service.solves == 0 or not service.advice.planned:
+            await asyncio.sleep(0.05)
+    advice = service.advice
+    assert advice.status is Status.IMPROVED and advice.gain_pct > 0
+    # shortest first: job 4, then 3, then 2 (the solve ran in a thread; the loop kept going)
+    order = sorted(advice.planned, key=lambda j: advice.planned[j].start)
+    assert order == ["4", "3", "2"]
+    async with asyncio.timeout(5):  # the next pass holds job 2 back, as planned
+        while not service.waiting[JobId("2")].detail.startswith("planned to start on gate"):
+            await asyncio.sleep(0.05)
