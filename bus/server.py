@@ -171,7 +171,6 @@ def _scheduler_publish() -> list[str]:
     return [
         *(subjects.core_command(v) for v in sorted(subjects.SCHEDULER_VERBS)),
         subjects.CORE_QUERIES,
-        f"{subjects.INBOX_PREFIX}*.>",  # answers to dry runs, on the verified sender's inbox
         f"$JS.API.STREAM.INFO.{job_events}",
         f"$JS.API.STREAM.INFO.{gate_events}",
         f"{_CONSUMER_CREATE}.{job_events}.*.{subjects.ALL_JOB_EVENTS}",
@@ -242,10 +241,15 @@ def _bucket_grants(owner: str) -> list[str]:
 def _user_entry(identity: Identity, roster: Roster, retired: Collection[str]) -> str:
     """One ``authorization.users`` entry of the server configuration."""
     publish, subscribe = permissions(identity, roster, retired)
+    # The scheduler answers dry runs on the asker's reply subject alone: the server lets it
+    # publish there once, within a minute, and nowhere else under _INBOX.
+    responses = (
+        ', allow_responses: {max: 1, expires: "1m"}' if identity.role is Role.SCHEDULER else ""
+    )
     return (
         f"    {{nkey: {json.dumps(identity.key)}, permissions: {{"
         f"publish: {{allow: {json.dumps(publish)}}}, "
-        f"subscribe: {{allow: {json.dumps(subscribe)}}}}}}}"
+        f"subscribe: {{allow: {json.dumps(subscribe)}}}{responses}}}}}"
     )
 
 

@@ -119,10 +119,11 @@ class Working:
             self.commit.outbox.extend(follow(before, job, event))
             is_new = False
             if job.finished and (before is None or not before.finished):
-                self._resolve_dependents(job)
+                self.resolve_dependents(job)
         return job
 
-    def _resolve_dependents(self, ended: Job) -> None:
+    def resolve_dependents(self, ended: Job) -> None:
+        """Record on every pending job that waits for ``ended`` how that ending counts."""
         waiting = self.state.dependents.get(ended.job_id, set())
         waiting = waiting | self.commit.dependents.get(ended.job_id, set())
         for job_id in sorted(waiting, key=int):
@@ -286,6 +287,12 @@ def apply(state: State, commit: Commit) -> None:
         if job.finished:
             state.jobs.pop(job_id, None)
             state.dependents.pop(job_id, None)  # its dependents were resolved in the commit
+            for dep in job.spec.dependencies:  # and it waits for nothing any more
+                others = state.dependents.get(dep.job_id)
+                if others is not None:
+                    others.discard(job_id)
+                    if not others:
+                        del state.dependents[dep.job_id]
         else:
             state.jobs[job_id] = job
     state.gates.update(commit.gates)

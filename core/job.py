@@ -88,6 +88,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     node_share: float | None = None  # the whole-node equivalent of those shares
     gate_started_at: float | None = None  # the current attempt's start, by the gate's clock
     waiting: PendingReason | None = None  # why it waits, as the scheduler last said
+    waiting_detail: str = ""  # and how it said it
     met: tuple[JobId, ...] = ()  # dependencies satisfied so far
     broken: JobId | None = None  # a dependency that ended the wrong way: never startable
 
@@ -489,6 +490,7 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
                 price_per_hour=event.price_per_hour,
                 node_share=event.node_share,
                 waiting=None,
+                waiting_detail="",
             )
         case JobStagingIn():
             return replace(job, state=JobState.STAGING_IN)
@@ -529,7 +531,7 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
         case JobUsageRecorded():
             return job  # a record for accounting; the end of the attempt follows it
         case JobWaiting():
-            return replace(job, waiting=event.reason)
+            return replace(job, waiting=event.reason, waiting_detail=event.detail)
         case JobDependencyResolved():
             if event.satisfied:
                 return replace(job, met=(*job.met, event.dependency))
@@ -547,6 +549,7 @@ def _apply(job: Job, event: AnyJobEvent) -> Job:
                 gate_started_at=None,
                 exit_code=None,
                 waiting=None,
+                waiting_detail="",
             )
         case _:
             assert_never(event)

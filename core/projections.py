@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from core.job import Job, evolve
 from schemas.events import AnyJobEvent
-from schemas.jobs import JobSummary, Transition
+from schemas.jobs import JobState, JobSummary, Transition
 
 
 def summary(job: Job) -> JobSummary:
@@ -18,7 +18,7 @@ def summary(job: Job) -> JobSummary:
         name=job.spec.name,
         state=job.state,
         reason=job.reason,
-        detail=job.detail,
+        detail=_detail(job),
         gate=gate,
         nodes=job.spec.nodes,
         priority=job.spec.priority,
@@ -28,6 +28,12 @@ def summary(job: Job) -> JobSummary:
         started_at=job.started_at,
         ended_at=job.ended_at,
     )
+
+
+def _detail(job: Job) -> str:
+    """The scheduler's word on a job it keeps waiting; else what its last event said."""
+    waiting = job.state is JobState.PENDING and not job.held and job.waiting is not None
+    return job.waiting_detail if waiting else job.detail
 
 
 def transition(after: Job, event: AnyJobEvent) -> Transition:

@@ -105,12 +105,32 @@ class CoreService:
         self._busy = False
         self._stale = False  # memory may be behind the store: reload before the next batch
 
+    async def _resolve_ended_dependencies(self) -> None:
+        """Dependencies on jobs that ended without resolving them (jobs submitted before
+        core resolved dependencies): resolve them now, in one commit of their own."""
+        ended = {d for d in self.state.dependents if d not in self.state.jobs}
+        if not ended:
+            return
+        _, loaded = await self.store.run_small_read(self.store.lookup, [], ended)
+        work = Working(self.state, loaded, time.time())
+        for job in loaded.values():
+            if job.finished:
+                work.resolve_dependents(job)
+        for dependency in ended:
+            self.state.dependents.pop(dependency, None)  # resolved, or naming no job
+        if not work.commit.empty:
+            committed = await self.store.run_write(self.store.commit, work.commit)
+            apply(self.state, work.commit)
+            self.relay.offer(committed)
+        log.info("core resolved the dependencies of %d jobs on ended ones", len(work.commit.jobs))
+
     async def load(self) -> None:
         """Snapshots of unfinished jobs, gates' nodes, the job id counter (at start-up, and
         again after a failed commit, since the store may then be ahead of memory)."""
         jobs = await self.store.run_read(self.store.load_active)
         self.state.jobs = {j.job_id: j for j in jobs}
         self.state.dependents = index_dependents(jobs)
+        await self._resolve_ended_dependencies()
         self.state.gates = await self.store.run_read(self.store.load_gates)
         self.state.last_job_id = await self.store.run_read(self.store.last_job_id)
         log.info(

@@ -40,7 +40,7 @@ def decide_waiting(job: Job, note: WaitingNote, at: float) -> list[AnyJobEvent]:
     attempt's) or late (the job has moved on) note changes nothing."""
     if job.state is not JobState.PENDING or job.held or note.attempt != job.attempt:
         return []
-    if job.waiting is note.reason and job.detail == note.detail:
+    if job.waiting is note.reason and job.waiting_detail == note.detail:
         return []
     return [
         JobWaiting(

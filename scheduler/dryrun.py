@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 
 from scheduler.backfill import reserve
 from scheduler.capacity import GatePool, Need
-from scheduler.policy import DEFAULT_POLICY, Pass, Policy, Waiting, estimated_cost
+from scheduler.policy import DEFAULT_POLICY, Pass, Policy, Waiting, estimated_cost, queue
 from scheduler.view import PendingJob, View
 from schemas.commands import GateOption, OptionVerdict, Placement, PlanReport
 from schemas.ids import GateName, JobId, MessageId, UserName
@@ -37,9 +37,9 @@ def dry_run(
     job = PendingJob(job_id=DRY_RUN_ID, owner=owner, spec=spec, arrival=1 << 62, submitted_at=now)
     run = Pass(view, now, in_flight or {}, policy)
     result = run.run(excluded, extra=(job,))
-    ahead = sum(1 for p in result.placements if p.job_id != DRY_RUN_ID) + sum(
-        1 for j in result.waiting if j != DRY_RUN_ID
-    )
+    skip = set(excluded) | set(in_flight or {})
+    order = queue(view, now, policy.weights, skip, extra=(job,))
+    ahead = next(i for i, j in enumerate(order) if j.job_id == DRY_RUN_ID)
     probe = Pass(view, now, in_flight or {}, policy)  # capacity and budgets before the pass
     placed = next((p for p in result.placements if p.job_id == DRY_RUN_ID), None)
     options = tuple(_option(probe, GateName(g), job, placed) for g in sorted(view.gates))

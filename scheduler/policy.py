@@ -29,7 +29,6 @@ Rules of the greedy pass:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -129,10 +128,6 @@ def estimated_cost(spec: JobSpec, price_per_hour: float) -> float:
     return price_per_hour * spec.time_limit_s / 3600
 
 
-def at_utc(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
-
-
 _FailKey = tuple[GateName | None, int, Need, float | None, bool, bool]
 
 
@@ -228,10 +223,11 @@ class Pass:
             self.top = job.job_id
             if res is None:
                 return Waiting(PendingReason.RESOURCES, "waiting for resources")
+            # No start time in the text: it moves as running jobs overrun or end early, and
+            # core records every change of a reason (skyport submit --dry-run gives times).
             return Waiting(
                 PendingReason.RESOURCES,
-                f"waiting for resources: expected to start on gate {res.gate} "
-                f"at {at_utc(res.start)}",
+                f"waiting for resources: first in line, with gate {res.gate} reserved",
             )
         if any(p.gate == res.gate for p in pools):
             # Not naming the first job: its text would change whenever the first job does,
@@ -304,11 +300,10 @@ class Pass:
 
 
 def _deferred(advice: Advice, job_id: JobId) -> Waiting:
-    planned = advice.planned[job_id]
+    gate = advice.planned[job_id].gate  # not its time: each solve moves it a little
     return Waiting(
         PendingReason.RESOURCES,
-        f"planned to start on gate {planned.gate} at {at_utc(planned.start)}, which the "
-        "optimiser found better than starting now",
+        f"held back by the optimiser for a better start on gate {gate} later",
     )
 
 

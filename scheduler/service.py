@@ -88,6 +88,25 @@ class _CatchUp:
                     self.done.set()
 
 
+class RateLimit:
+    """At most ``per_s`` admissions a second per sender (a token bucket of ``per_s``)."""
+
+    def __init__(self, per_s: float) -> None:
+        self.per_s = per_s
+        self._buckets: dict[str, tuple[float, float]] = {}  # sender -> (tokens, at)
+
+    def admit(self, sender: str, now: float) -> bool:
+        tokens, at = self._buckets.get(sender, (self.per_s, now))
+        tokens = min(self.per_s, tokens + (now - at) * self.per_s)
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()  # bounded: a forgotten sender starts with a full bucket
+        if tokens < 1:
+            self._buckets[sender] = (tokens, now)
+            return False
+        self._buckets[sender] = (tokens - 1, now)
+        return True
+
+
 class SchedulerService:
     """Keeps the view and sends the planner's placements to core."""
 
@@ -114,6 +133,7 @@ class SchedulerService:
         self._solving: asyncio.Task[None] | None = None
         self._solved_version = -1
         self._solved_at = float("-inf")
+        self._dry_runs = RateLimit(self.settings.dry_runs_per_s)
         self.ready = asyncio.Event()
         self.plans_sent = 0
         self._changed = asyncio.Event()
@@ -169,6 +189,9 @@ class SchedulerService:
         if why is not None:
             return Rejected(to=query.id, code=RejectCode.NOT_MEMBER, detail=why)
         now = self.clock()
+        if not self._dry_runs.admit(sender.name, now):
+            detail = f"at most {self.settings.dry_runs_per_s:g} dry runs a second; try again"
+            return Rejected(to=query.id, code=RejectCode.RATE_LIMITED, detail=detail)
         return dry_run(
             self.view,
             now,
@@ -177,7 +200,7 @@ class SchedulerService:
             query.id,
             self.flights.in_flight(),
             self.flights.backing_off(now),
-            self.policy,
+            dataclasses.replace(self.policy, advice=self.advice),  # as the next pass will
         )
 
     async def _follow(self) -> list[_Subscription]:
@@ -261,16 +284,16 @@ class SchedulerService:
         and let the next pass follow the advice. A failed solve leaves the greedy answer."""
         s, now = self.settings, self.clock()
         self._solved_version, self._solved_at = self.view.version, now
-        instance = snapshot(
-            self.view,
-            now,
-            self.flights.in_flight(),
-            self.flights.backing_off(now),
-            self.policy,
-            self.waiting,
-            s.window,
-        )
         try:
+            instance = snapshot(
+                self.view,
+                now,
+                self.flights.in_flight(),
+                self.flights.backing_off(now),
+                self.policy,
+                self.waiting,
+                s.window,
+            )
             advice = await asyncio.to_thread(solve, instance, s.objective, s.solve)
         except Exception:  # boundary: the optimiser may fail; placement goes on greedily
             log.exception("optimiser failed; greedy placement goes on")

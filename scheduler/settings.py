@@ -40,6 +40,8 @@ class Settings:
     """Fair share forgets usage with this half-life."""
     weights: Weights = field(default_factory=Weights)
     """The queue's order: priority, age and fair-share weights (``scheduler.priority``)."""
+    dry_runs_per_s: float = 2.0
+    """Dry runs a user may ask for per second (each is a whole pass on the event loop)."""
     optimise: bool = True
     """Run the CP-SAT optimiser over the head of the queue while jobs wait for capacity."""
     window: int = DEFAULT_WINDOW

@@ -68,9 +68,12 @@ class Accounts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     def refusal(self, user: str, account: str | None, admin: bool) -> str | None:
         """Why ``user`` may not charge ``account``, or None if they may: members may, admins
-        may charge any, and everyone their personal account (named after them), which is
-        also where a job without an account is charged."""
-        if account is None or account == user or admin or self.may_charge(user, account):
+        may charge any, and everyone their personal account (named after them, and where a
+        job without an account is charged), unless an account of that name exists: then
+        only its members may (``skyport`` refuses to create such a clash)."""
+        if account is None or admin or self.may_charge(user, account):
+            return None
+        if account == user and account not in self.accounts:
             return None
         if account in self.accounts:
             return f"{user} is not a member of account {account}"

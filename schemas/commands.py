@@ -160,6 +160,7 @@ class RejectCode(StrEnum):
     NOT_MEMBER = "not_member"  # of the account the job would charge
     REPLAYED = "replayed"  # this sender's command id was handled already
     STALE = "stale"  # the command's timestamp is outside core's replay window
+    RATE_LIMITED = "rate_limited"  # too many requests of this kind from this sender
     INTERNAL = "internal"
 
 

@@ -53,6 +53,10 @@ def _people(state: StateDir, names: list[str]) -> None:
 
 def _add(state: StateDir, current: Accounts, name: str, members: list[str]) -> Accounts:
     check_token("account name", name)
+    if name not in current.accounts and any(
+        i.name == name for i in state.load_roster().identities()
+    ):
+        raise ClientError(f"{name!r} is an identity; its personal account has that name already")
     _people(state, members)
     entry = current.accounts.get(name, AccountEntry())
     merged = tuple(dict.fromkeys([*entry.members, *members]))

@@ -45,6 +45,12 @@ def _add(ctx: Context, name: str, role: Role) -> int:
     state = ctx.state
     check_token("user name", name)
     try:
+        clash = name in state.load_accounts().accounts
+    except DeploymentError as exc:
+        raise ClientError(str(exc)) from exc
+    if clash:
+        raise ClientError(f"{name!r} is an account: a user's personal account would share it")
+    try:
         state.ensure_identity(name, role)
     except DeploymentError as exc:
         raise ClientError(str(exc)) from exc

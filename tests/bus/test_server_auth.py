@@ -42,6 +42,7 @@ CREATE = "$JS.API.CONSUMER.CREATE"
         ("scheduler", pub(subjects.job_event("alice", "1", "job_completed"))),
         ("scheduler", pub(subjects.gate_command("local", "start"))),
         ("scheduler", pub(subjects.core_command(subjects.CoreVerb.SUBMIT))),
+        ("scheduler", pub(f"{subjects.inbox_of('alice')}.x")),  # only replies to its queries
         ("local", pub(subjects.scheduler_query(subjects.SchedulerQueryName.PLAN))),
         ("alice", sub(subjects.SCHEDULER_QUERIES)),
         ("scheduler", pub(f"{CREATE}.{subjects.STREAM_LOGS}.x.{subjects.ALL_LOGS}")),

@@ -3,8 +3,11 @@ whether that ending satisfies it, and a placement of a job still waiting is refu
 
 from __future__ import annotations
 
+from bus.connection import Bus
+from bus.deployment import StateDir
 from core.batch import State, Working, apply, decide_command, index_dependents
-from core.job import Actor, Job
+from core.job import Actor, Job, decide_cancel, decide_submit
+from core.store import Store
 from schemas.commands import (
     Accepted,
     AnyCommand,
@@ -27,6 +30,7 @@ from schemas.jobs import (
     NodeAllocation,
     PendingReason,
 )
+from tests.core.conftest import start_core
 
 ALICE = Actor(name=UserName("alice"))
 _n = iter(range(1, 10_000))
@@ -134,3 +138,49 @@ def test_the_dependents_index_is_rebuilt_from_the_unfinished_jobs() -> None:
             JobId("2"): {JobId("3")},
         }
     )
+
+
+async def test_at_start_core_resolves_dependencies_on_jobs_that_ended_unresolved(
+    state: StateDir, core_bus: Bus, nats_url: str, db_url: str
+) -> None:
+    # As a store written before core resolved dependencies: job 2 waits for job 1, which
+    # was cancelled, and nothing was recorded on job 2.
+    store = Store(db_url)
+    try:
+        work = Working(State(), {}, 1000.0)
+        work.append(decide_submit(JobId("1"), ALICE, JobSpec(script="true"), 1000.0), True)
+        work.append(decide_cancel(work.job(JobId("1")) or _never(), ALICE, 1000.0))
+        dep = Dependency(kind=DependencyKind.AFTERNOTOK, job_id=JobId("1"))
+        spec = JobSpec(script="true", dependencies=(dep,))
+        work.append(decide_submit(JobId("2"), ALICE, spec, 1000.0), True)
+        work.commit.last_job_id = 2
+        work.commit.new_jobs.update({JobId("1"), JobId("2")})
+        store.commit(work.commit)
+    finally:
+        store.close()
+    core = await start_core(state, nats_url, db_url)
+    try:
+        job = core.service.state.jobs[JobId("2")]
+        assert job.dependencies_met and core.service.state.dependents == {}
+        [event] = [
+            e for e in core.store.job_events(JobId("2")) if isinstance(e, JobDependencyResolved)
+        ]
+        assert (event.dependency, event.ended_as, event.satisfied) == (
+            "1",
+            JobState.CANCELLED,
+            True,
+        )
+    finally:
+        await core.close()
+
+
+def test_a_cancelled_dependent_leaves_the_index() -> None:
+    core = Core()
+    core.batch(_submit(), _submit((DependencyKind.AFTEROK, "1")))
+    assert core.state.dependents == {JobId("1"): {JobId("2")}}
+    core.batch(_cancel("2"))
+    assert core.state.dependents == {}
+
+
+def _never() -> Job:
+    raise AssertionError("job 1 was just submitted")

@@ -12,9 +12,11 @@ from schemas.accounts import AccountEntry, Accounts
 from schemas.commands import (
     Accepted,
     GetJob,
+    HoldJob,
     JobDetail,
     RejectCode,
     Rejected,
+    ReleaseJob,
     ReportWaiting,
     WaitingNote,
 )
@@ -86,3 +88,22 @@ async def test_an_account_is_charged_only_by_its_members(
     unknown = await send(alice, submit_job(account="chemistry"))
     assert isinstance(unknown, Rejected) and "no account chemistry" in unknown.detail
     assert isinstance(await send(admin, submit_job(account="chemistry")), Accepted)
+
+
+async def test_a_reason_outlives_a_hold_and_release_and_is_not_recorded_twice(
+    core: RunningCore, alice: Bus, scheduler: Bus
+) -> None:
+    job = await _submitted(alice)
+    busy = (job, PendingReason.RESOURCES, "waiting for resources")
+    assert isinstance(await send(scheduler, _report(busy)), Accepted)
+    for cmd in (HoldJob, ReleaseJob):
+        assert isinstance(await send(alice, cmd(id=new_id(), at=time.time(), job_id=job)), Accepted)
+    assert isinstance(await send(scheduler, _report(busy)), Accepted)  # unchanged since
+    waits = [e for e in core.store.job_events(job) if isinstance(e, JobWaiting)]
+    assert len(waits) == 1
+    detail = await alice.request(
+        subjects.core_query(subjects.CoreQueryName.JOB),
+        GetJob(id=new_id("q"), at=time.time(), job_id=job),
+    )
+    assert isinstance(detail, JobDetail)
+    assert (detail.summary.reason, detail.summary.detail) == ("resources", "waiting for resources")

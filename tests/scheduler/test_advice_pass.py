@@ -24,7 +24,10 @@ def test_a_job_the_plan_starts_later_waits_and_blocks_nobody() -> None:
     result = run_pass(view, NOW, policy=_advice({"1": (600.0, "cheap")}))
     assert [p.job_id for p in result.placements] == ["2"]  # job 1 would have taken "cheap"
     why = result.waiting[JobId("1")]
-    assert why.reason is PendingReason.RESOURCES and "planned to start on gate cheap" in why.detail
+    assert (
+        why.reason is PendingReason.RESOURCES
+        and "held back by the optimiser for a better start on gate cheap" in why.detail
+    )
 
 
 def test_a_job_the_plan_starts_now_goes_only_to_its_gate() -> None:

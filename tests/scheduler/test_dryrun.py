@@ -76,3 +76,15 @@ def test_a_job_that_must_wait_gets_the_start_of_its_reservation() -> None:
 def test_a_job_no_gate_can_hold_has_no_start() -> None:
     report = _ask(view_of(*GATES), cpus_per_task=128)
     assert (report.reason, report.start_at, report.gate) == (PendingReason.NO_GATE, None, None)
+
+
+def test_jobs_that_rank_behind_it_are_not_counted_ahead() -> None:
+    view = view_of(capacity("cheap", node("c1", cpus=4, price=1.0)))
+    view.apply_job_event(submitted("1", cpus_per_task=4))
+    [placement] = run_pass(view, NOW).placements
+    view.apply_job_event(scheduled(placement))
+    for n in range(2, 6):
+        view.apply_job_event(submitted(str(n), cpus_per_task=4, priority=-100))
+    urgent = _ask(view, cpus_per_task=4, priority=100)
+    assert urgent.ahead == 0 and not urgent.start_is_bound  # it would hold the reservation
+    assert _ask(view, cpus_per_task=4, priority=-200).ahead == 4

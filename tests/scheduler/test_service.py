@@ -20,7 +20,7 @@ import pytest
 from bus.connection import Bus, Incoming
 from bus.deployment import StateDir
 from scheduler.advice import Status
-from scheduler.service import SchedulerService
+from scheduler.service import RateLimit, SchedulerService
 from scheduler.settings import Settings
 from schemas import subjects
 from schemas.commands import PlaceJobs, PlaceRejection, PlaceReply, RejectCode
@@ -255,5 +255,12 @@ async def test_while_jobs_wait_the_optimiser_plans_them_and_passes_follow_the_pl
     order = sorted(advice.planned, key=lambda j: advice.planned[j].start)
     assert order == ["4", "3", "2"]
     async with asyncio.timeout(5):  # the next pass holds job 2 back, as planned
-        while not service.waiting[JobId("2")].detail.startswith("planned to start on gate"):
+        while not service.waiting[JobId("2")].detail.startswith("held back by the optimiser"):
             await asyncio.sleep(0.05)
+
+
+def test_dry_runs_are_rate_limited_per_sender() -> None:
+    limit = RateLimit(2.0)
+    assert [limit.admit("alice", 100.0) for _ in range(3)] == [True, True, False]
+    assert limit.admit("bob", 100.0)  # another sender has a bucket of their own
+    assert not limit.admit("alice", 100.2) and limit.admit("alice", 100.6)  # refills

@@ -30,11 +30,13 @@ from schemas.commands import (
     ListJobs,
     PlaceJobs,
     Rejected,
+    ReportWaiting,
     SubmitJob,
+    WaitingNote,
 )
 from schemas.events import AnyJobEvent
 from schemas.ids import JobId, PlanId, new_message_id
-from schemas.jobs import JobSpec, JobState
+from schemas.jobs import JobSpec, JobState, PendingReason
 from schemas.wire import Signer, new_user_seed
 from terminals.client import Client
 from terminals.client.errors import ClientError
@@ -210,14 +212,18 @@ async def test_a_command_signed_by_a_role_that_may_not_send_it_changes_nothing(
     alice = await connect_as(d.h.state, d.h.url, "alice")
     try:
         place = PlaceJobs(id=new_message_id(), at=time.time(), plan_id=PlanId("p"), placements=())
-        subject = subjects.command_subject(place)
-        inbox = f"{subjects.inbox_of('alice')}.smuggled"
-        answers = await alice.nc.subscribe(inbox, max_msgs=1)
-        payload, headers = alice.seal(subject, place)
-        await scheduler.nc.publish(subject, payload, reply=inbox, headers=headers)
-        raw = await answers.next_msg(timeout=5)
-        reply = alice.open(raw.subject, raw.data, raw.headers, _reply_decoder).body
-        assert isinstance(reply, Rejected) and reply.code == "not_allowed", reply
+        note = WaitingNote(job_id=JobId("1"), attempt=1, reason=PendingReason.BUDGET)
+        waiting = ReportWaiting(id=new_message_id(), at=time.time(), notes=(note,))
+        commands: tuple[PlaceJobs | ReportWaiting, ...] = (place, waiting)
+        for n, cmd in enumerate(commands):  # the scheduler's two commands
+            subject = subjects.command_subject(cmd)
+            inbox = f"{subjects.inbox_of('alice')}.smuggled{n}"
+            answers = await alice.nc.subscribe(inbox, max_msgs=1)
+            payload, headers = alice.seal(subject, cmd)
+            await scheduler.nc.publish(subject, payload, reply=inbox, headers=headers)
+            raw = await answers.next_msg(timeout=5)
+            reply = alice.open(raw.subject, raw.data, raw.headers, _reply_decoder).body
+            assert isinstance(reply, Rejected) and reply.code == "not_allowed", (cmd, reply)
     finally:
         await scheduler.close()
         await alice.close()

@@ -77,3 +77,14 @@ def test_a_damaged_accounts_file_is_a_clear_error(state: StateDir) -> None:
     state.accounts_path.write_text('{"accounts": {"physics": {"budget": {"limit": -1}}}}')
     code, _ = skyport(state, "account", "list")
     assert code == 1
+
+
+def test_an_account_and_a_user_may_not_share_a_name(state: StateDir) -> None:
+    assert skyport(state, "account", "add", "alice")[0] == 1  # alice's personal account
+    assert skyport(state, "account", "add", "physics", "-m", "alice")[0] == 0
+    assert skyport(state, "user", "add", "physics")[0] == 1
+    assert "physics" not in {i.name for i in state.load_roster().identities()}
+    # and were the file edited by hand, the account's members decide, not the name
+    accounts = state.load_accounts()
+    assert accounts.refusal("physics", "physics", admin=False) is not None
+    assert accounts.refusal("bob", "bob", admin=False) is None
