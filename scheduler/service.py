@@ -268,16 +268,25 @@ class SchedulerService:
         return [placements[i : i + size] for i in range(0, len(placements), size)]
 
     def _solve_due(self) -> bool:
-        """A solve when none runs, the optimiser is on, jobs wait, and the view changed (or
-        the advice runs out), at most once every ``solve_every_s``."""
+        """A solve when none runs, the optimiser is on, the view changed (or the advice runs
+        out), and a job has waited for capacity ``solve_after_s``; at most one every
+        ``solve_every_s``."""
         s, now = self.settings, self.clock()
         if not s.optimise or (self._solving is not None and not self._solving.done()):
             return False
         if now - self._solved_at < s.solve_every_s:
             return False
-        waits = any(w.reason in _SOLVABLE for w in self.waiting.values())
         stale = self.view.version != self._solved_version or now >= self.advice.valid_until - 1
-        return waits and stale
+        if not stale:
+            return False
+        # Only a queue that keeps jobs waiting: one that drains in seconds gains nothing from
+        # a plan that assumes every job runs to its time limit, and the solve costs a core.
+        pending = self.view.pending
+        return any(
+            why.reason in _SOLVABLE and now - pending[job_id].submitted_at >= s.solve_after_s
+            for job_id, why in self.waiting.items()
+            if job_id in pending
+        )
 
     async def _optimise(self) -> None:
         """Snapshot the window here (the view must not move under it), solve in a thread,

@@ -48,6 +48,9 @@ class Settings:
     """How many of the first placeable pending jobs one solve plans."""
     solve_every_s: float = 5.0
     """At most one solve this often (each takes up to ``solve.time_limit_s`` of a thread)."""
+    solve_after_s: float = 10.0
+    """Solve only once some job has waited this long for capacity (a queue that drains in
+    seconds is left to greedy)."""
     objective: ObjectiveWeights = field(default_factory=ObjectiveWeights)
     """What the optimiser minimises: hours of waiting and money (``scheduler.schedule``)."""
     solve: SolveOptions = field(default_factory=lambda: SolveOptions(time_limit_s=1.0))

@@ -240,7 +240,7 @@ async def test_while_jobs_wait_the_optimiser_plans_them_and_passes_follow_the_pl
     state: StateDir, nats_url: str, core_bus: Bus, core: FakeCore, start: Start
 ) -> None:
     await heartbeat(state, nats_url, "n1")  # one node: the jobs must take turns
-    service = await start(Settings(solve_every_s=0.0))
+    service = await start(Settings(solve_every_s=0.0, solve_after_s=0.0))
     await asyncio.sleep(0.1)
     limits = {"1": 600, "2": 7200, "3": 3600, "4": 600}  # FIFO runs the longest before short
     for job_id, limit in limits.items():
@@ -264,3 +264,15 @@ def test_dry_runs_are_rate_limited_per_sender() -> None:
     assert [limit.admit("alice", 100.0) for _ in range(3)] == [True, True, False]
     assert limit.admit("bob", 100.0)  # another sender has a bucket of their own
     assert not limit.admit("alice", 100.2) and limit.admit("alice", 100.6)  # refills
+
+
+async def test_a_queue_that_has_not_waited_long_is_left_to_greedy(
+    state: StateDir, nats_url: str, core_bus: Bus, core: FakeCore, start: Start
+) -> None:
+    await heartbeat(state, nats_url, "n1")
+    service = await start(Settings(solve_every_s=0.0, solve_after_s=30.0))
+    for job_id in ("1", "2", "3"):
+        await publish(core_bus, submitted(job_id, cpus_per_task=4, time_limit_s=600))
+    await core.next_plan()
+    await asyncio.sleep(1.5)  # several passes with jobs waiting, none of them for 30 s
+    assert service.waiting and service.solves == 0
