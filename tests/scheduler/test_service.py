@@ -272,7 +272,8 @@ async def test_a_queue_that_has_not_waited_long_is_left_to_greedy(
     await heartbeat(state, nats_url, "n1")
     service = await start(Settings(solve_every_s=0.0, solve_after_s=30.0))
     for job_id in ("1", "2", "3"):
-        await publish(core_bus, submitted(job_id, cpus_per_task=4, time_limit_s=600))
+        fresh = submitted(job_id, at=time.time(), cpus_per_task=4, time_limit_s=600)
+        await publish(core_bus, fresh)
     await core.next_plan()
     await asyncio.sleep(1.5)  # several passes with jobs waiting, none of them for 30 s
     assert service.waiting and service.solves == 0
