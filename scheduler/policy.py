@@ -202,16 +202,20 @@ class Pass:
         pools = self.capable_pools(job)
         if not pools:
             return Waiting(PendingReason.NO_GATE, _no_gate(job.spec))
-        account = job.spec.account or job.owner
-        cheapest = min(p.levels(Need.of(job.spec))[0] for p in pools) * job.spec.nodes
-        refused = self.budgets.refusal(job.owner, account, estimated_cost(job.spec, cheapest))
-        if refused is not None:
-            return Waiting(PendingReason.BUDGET, refused)
+        if self.budgets.capped:
+            need = Need.of(job.spec)
+            cheapest = min(p.levels(need)[0] for p in pools) * job.spec.nodes
+            account = job.spec.account or job.owner
+            cost = estimated_cost(job.spec, cheapest)
+            refused = self.budgets.refusal(job.owner, account, cost)
+            if refused is not None:
+                return Waiting(PendingReason.BUDGET, refused)
         advice = self.policy.advice
-        if advice.defers(job.job_id, self.now):
-            return _deferred(advice, job.job_id)  # it blocks nobody and reserves nothing
-        pinned = advice.gate_for(job.job_id, self.now)
-        pools = [p for p in pools if p.gate == pinned] or pools  # a gate gone: as greedy
+        if advice.planned:
+            if advice.defers(job.job_id, self.now):
+                return _deferred(advice, job.job_id)  # it blocks nobody, reserves nothing
+            pinned = advice.gate_for(job.job_id, self.now)
+            pools = [p for p in pools if p.gate == pinned] or pools  # gate gone: as greedy
         found = self._try_place(job, pools)  # a placement, or a budget that cannot pay it
         return found if found is not None else self._blocked(job, pools)
 
