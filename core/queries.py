@@ -10,6 +10,7 @@ tells the client where to go on.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import assert_never
 
@@ -20,9 +21,11 @@ from core.job import job_number
 from core.projections import history, summary
 from core.store import Store
 from schemas import subjects
+from schemas.accounts import Accounts, period_start
 from schemas.commands import (
     AnyQuery,
     AnyReply,
+    BudgetStatus,
     GateOffer,
     GetJob,
     GetUsage,
@@ -50,9 +53,15 @@ PAGE_BUDGET = 2 * 1024 * 1024
 class Queries:
     """Answers ListJobs, GetJob and ListOffers (``offers`` makes the gates' offers now)."""
 
-    def __init__(self, store: Store, offers: Callable[[], tuple[GateOffer, ...]]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        offers: Callable[[], tuple[GateOffer, ...]],
+        accounts: Callable[[], Accounts] = Accounts,
+    ) -> None:
         self.store = store
         self.offers = offers
+        self.accounts = accounts  # the accounts file as core last read it
 
     async def handle(self, msg: Incoming[AnyQuery]) -> AnyReply:
         query = msg.body
@@ -137,7 +146,38 @@ class Queries:
             UsageTotal(owner=UserName(o), account=a, jobs=n, node_hours=h, cost=c)
             for o, a, n, h, c in rows
         )
-        return UsageReport(to=query.id, since=query.since, until=query.until, totals=totals)
+        budgets = await self._budgets(owner)
+        return UsageReport(
+            to=query.id, since=query.since, until=query.until, totals=totals, budgets=budgets
+        )
+
+    async def _budgets(self, user: str | None) -> tuple[BudgetStatus, ...]:
+        """The caps ``user`` is under (their own, their accounts'; None: every cap)."""
+        accounts, now = self.accounts(), time.time()
+        caps = [
+            ("user", name, entry.budget)
+            for name, entry in sorted(accounts.users.items())
+            if entry.budget is not None and user in (None, name)
+        ] + [
+            ("account", name, entry.budget)
+            for name, entry in sorted(accounts.accounts.items())
+            if entry.budget is not None and (user is None or user in entry.members)
+        ]
+        out = []
+        for scope, name, budget in caps:
+            since = period_start(budget.period, now)
+            spent = await self.store.run_read(self.store.spent_since, scope, name, since)
+            out.append(
+                BudgetStatus(
+                    scope=scope,
+                    name=name,
+                    limit=budget.limit,
+                    period=budget.period.value,
+                    since=since,
+                    spent=spent,
+                )
+            )
+        return tuple(out)
 
 
 def _fill(rows: list[bytes], limit: int, budget: int) -> list[bytes]:

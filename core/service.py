@@ -99,7 +99,7 @@ class CoreService:
         self.queue: asyncio.Queue[Work] = asyncio.Queue()
         self.committed = asyncio.Event()
         self.ready = asyncio.Event()
-        self.queries = Queries(store, self._offers)
+        self.queries = Queries(store, self._offers, lambda: self.state.accounts)
         self.relay = Relay(bus, store, self.committed)
         self.batches = 0
         self._busy = False

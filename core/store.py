@@ -298,6 +298,14 @@ class Store:
             rows = conn.execute(q.order_by(u.owner, u.account)).all()
         return [(r[0], r[1], int(r[2]), float(r[3] or 0), float(r[4] or 0)) for r in rows]
 
+    def spent_since(self, scope: str, name: str, since: float) -> float:
+        """What the attempts of user (or account) ``name`` that ended from ``since`` cost."""
+        u = USAGE.c
+        column = u.owner if scope == "user" else u.account
+        q = sa.select(sa.func.sum(u.cost)).where(column == name, u.ended_at >= since)
+        with self.engine.connect() as conn:
+            return float(conn.execute(q).scalar() or 0)
+
     # -- relay ----------------------------------------------------------------------------
 
     def cursor(self, name: str) -> int:

@@ -236,10 +236,23 @@ class UsageTotal(msgspec.Struct, frozen=True, kw_only=True):
     cost: float
 
 
+class BudgetStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A spend cap and what the usage recorded in its current period has taken of it (the
+    scheduler also counts the estimates of jobs still running against it)."""
+
+    scope: str  # "user" or "account"
+    name: str
+    limit: float
+    period: str  # total, month, week or day
+    since: float  # the start of the current period (0 for total)
+    spent: float
+
+
 class UsageReport(Reply, frozen=True, kw_only=True, tag="usage_report"):
     since: float | None = None
     until: float | None = None
     totals: tuple[UsageTotal, ...] = ()
+    budgets: tuple[BudgetStatus, ...] = ()  # the asker's own and their accounts' (admins: all)
 
 
 class GateOption(msgspec.Struct, frozen=True, kw_only=True):

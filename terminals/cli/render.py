@@ -144,7 +144,7 @@ def usage_table(report: UsageReport) -> str:
     period = f"usage from {when(report.since) if report.since else 'the start'}"
     period += f" to {when(report.until) if report.until else 'now'}"
     if not report.totals:
-        return f"{period}: nothing used"
+        return f"{period}: nothing used" + _budgets_text(report)
     rows = [
         [t.owner, t.account, str(t.jobs), f"{t.node_hours:.4f}", f"{t.cost:.2f}"]
         for t in report.totals
@@ -154,7 +154,27 @@ def usage_table(report: UsageReport) -> str:
     rows.append(
         ["total", "", str(sum(t.jobs for t in report.totals)), f"{hours:.4f}", f"{cost:.2f}"]
     )
-    return period + "\n" + table(["USER", "ACCOUNT", "JOBS", "NODE_HOURS", "COST"], rows)
+    header = ["USER", "ACCOUNT", "JOBS", "NODE_HOURS", "COST"]
+    return period + "\n" + table(header, rows) + _budgets_text(report)
+
+
+def _budgets_text(report: UsageReport) -> str:
+    """The caps that apply, and what their current periods have used of them."""
+    if not report.budgets:
+        return ""
+    rows = [
+        [
+            b.scope,
+            b.name,
+            f"{b.limit:g}/{b.period}",
+            "the start" if b.period == "total" else when(b.since),
+            f"{b.spent:.2f}",
+            f"{max(0.0, b.limit - b.spent):.2f}",
+        ]
+        for b in report.budgets
+    ]
+    header = ["BUDGET", "NAME", "LIMIT", "SINCE", "SPENT", "LEFT"]
+    return "\n\n" + table(header, rows)
 
 
 def plan_text(report: PlanReport, now: float) -> str:

@@ -183,3 +183,7 @@ def test_usage_is_summed_per_user_and_account_over_a_period(store: Store) -> Non
     ]
     assert store.usage_totals(None, None, "bob") == [("bob", "physics", 1, 4.0, 8.0)]
     assert store.usage_totals(1000.0, None, None) == []
+    # what a budget's period has used: by user, or by account, from its start on
+    assert store.spent_since("user", "alice", 0.0) == 3.0
+    assert store.spent_since("account", "physics", 150.0) == 9.0
+    assert store.spent_since("user", "carol", 0.0) == 0.0

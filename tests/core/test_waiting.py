@@ -8,16 +8,18 @@ import pytest
 
 from bus.connection import Bus, RequestTimeoutError
 from schemas import subjects
-from schemas.accounts import AccountEntry, Accounts
+from schemas.accounts import AccountEntry, Accounts, Budget, Period, UserEntry
 from schemas.commands import (
     Accepted,
     GetJob,
+    GetUsage,
     HoldJob,
     JobDetail,
     RejectCode,
     Rejected,
     ReleaseJob,
     ReportWaiting,
+    UsageReport,
     WaitingNote,
 )
 from schemas.events import JobWaiting
@@ -107,3 +109,23 @@ async def test_a_reason_outlives_a_hold_and_release_and_is_not_recorded_twice(
     )
     assert isinstance(detail, JobDetail)
     assert (detail.summary.reason, detail.summary.detail) == ("resources", "waiting for resources")
+
+
+async def test_usage_shows_the_budgets_that_apply_and_what_their_period_used(
+    core: RunningCore, alice: Bus, bob: Bus
+) -> None:
+    core.service.state.accounts = Accounts(
+        users={"alice": UserEntry(budget=Budget(limit=10.0, period=Period.MONTH))},
+        accounts={
+            "physics": AccountEntry(members=("alice",), budget=Budget(limit=50.0)),
+            "chemistry": AccountEntry(members=("bob",), budget=Budget(limit=5.0)),
+        },
+    )
+    query = GetUsage(id=new_id("u"), at=time.time())
+    report = await alice.request(subjects.core_query(subjects.CoreQueryName.USAGE), query)
+    assert isinstance(report, UsageReport)
+    assert [(b.scope, b.name, b.limit, b.period, b.spent) for b in report.budgets] == [
+        ("user", "alice", 10.0, "month", 0.0),
+        ("account", "physics", 50.0, "total", 0.0),
+    ]  # not chemistry's: she is no member
+    assert report.budgets[0].since > 0 and report.budgets[1].since == 0

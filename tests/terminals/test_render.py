@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
-from schemas.commands import GateOffer, JobDetail, NodeOffer, UsageReport, UsageTotal
+from schemas.commands import (
+    BudgetStatus,
+    GateOffer,
+    JobDetail,
+    NodeOffer,
+    UsageReport,
+    UsageTotal,
+)
 from schemas.ids import GateName, JobId, MessageId, UserName
 from schemas.jobs import JobSpec, JobState, JobSummary, NodeShape, Transition
 from terminals.cli import render
@@ -94,3 +101,20 @@ def test_usage_table_sums_every_row_and_names_the_period() -> None:
     assert lines[-1].split() == ["total", "3", "1.7500", "3.50"]
     empty = UsageReport(to=MessageId("q"), since=None, until=None)
     assert render.usage_table(empty) == "usage from the start to now: nothing used"
+
+
+def test_usage_lists_the_budgets_with_what_is_left() -> None:
+    report = UsageReport(
+        to=MessageId("q"),
+        budgets=(
+            BudgetStatus(
+                scope="account", name="physics", limit=50, period="total", since=0, spent=12.5
+            ),
+            BudgetStatus(scope="user", name="alice", limit=10, period="month", since=0, spent=11.0),
+        ),
+    )
+    text = render.usage_table(report)
+    assert "nothing used" in text
+    lines = text.splitlines()
+    assert lines[-2].split() == ["account", "physics", "50/total", "the", "start", "12.50", "37.50"]
+    assert lines[-1].split()[-2:] == ["11.00", "0.00"]  # overspent shows nothing left
