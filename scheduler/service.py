@@ -334,7 +334,8 @@ class SchedulerService:
         notes: list[WaitingNote] = []
         for job_id, why in self.waiting.items():
             job = self.view.pending.get(job_id)
-            if job is None or (job.reason is why.reason and job.reason_detail == why.detail):
+            detail = why.detail[:MAX_WAITING_DETAIL]  # as core will have recorded it
+            if job is None or (job.reason is why.reason and job.reason_detail == detail):
                 continue
             sent = self._reported.get(job_id)
             if (
@@ -344,7 +345,6 @@ class SchedulerService:
             ):
                 continue  # on its way to core
             self._reported[job_id] = (job.attempt, why, now)
-            detail = why.detail[:MAX_WAITING_DETAIL]
             notes.append(
                 WaitingNote(job_id=job_id, attempt=job.attempt, reason=why.reason, detail=detail)
             )
