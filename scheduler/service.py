@@ -323,7 +323,8 @@ class SchedulerService:
 
     def waiting_notes(self) -> list[WaitingNote]:
         """The pending reasons of the last pass that core has not recorded and that were not
-        sent lately; at most once every ``reasons_period_s``."""
+        sent lately, of jobs pending ``reasons_after_s`` at least; at most once every
+        ``reasons_period_s``."""
         now = self.clock()
         s = self.settings
         if now - self._reported_at < s.reasons_period_s:
@@ -334,8 +335,10 @@ class SchedulerService:
         notes: list[WaitingNote] = []
         for job_id, why in self.waiting.items():
             job = self.view.pending.get(job_id)
+            if job is None or now - job.submitted_at < s.reasons_after_s:
+                continue  # a job that starts within seconds needs no reason recorded
             detail = why.detail[:MAX_WAITING_DETAIL]  # as core will have recorded it
-            if job is None or (job.reason is why.reason and job.reason_detail == detail):
+            if job.reason is why.reason and job.reason_detail == detail:
                 continue
             sent = self._reported.get(job_id)
             if (

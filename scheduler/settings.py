@@ -34,6 +34,9 @@ class Settings:
     """Pause before subscribing again when the streams do not exist yet."""
     reasons_period_s: float = 1.0
     """Report changed pending reasons to core at most this often (they are for people)."""
+    reasons_after_s: float = 5.0
+    """Report a job's reason only once it has been pending this long: recording reasons of
+    jobs that start within seconds cost a quarter of the throughput of a busy queue."""
     max_notes: int = 2_000
     """Pending reasons per ReportWaiting message."""
     half_life_s: float = 7 * 86_400.0
