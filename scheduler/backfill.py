@@ -3,13 +3,16 @@
 Pure: no I/O, no clock. Running jobs are assumed to end at their time limit (the only
 estimate a user gives). The reservation names a gate, a start time and the nodes the blocked
 job will use then; a later job may start now if it ends by that time, or if on every reserved
-node it uses only what the reserved job will leave spare.
+node it uses only what the reserved job will leave spare. ``cheapest_now`` applies that rule
+while it looks for the cheapest gate where a job starts now, for the pass and for the
+optimiser's simulation of it alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from scheduler.capacity import GatePool, Need
 from schemas.ids import GateName
@@ -91,3 +94,48 @@ def _earliest(
         for i in chosen
     }
     return Reservation(gate=pool.gate, start=start, spare=spare)
+
+
+class Choice(NamedTuple):
+    """Where a job starts now: the pool, its node indices, its price per hour there, and
+    whether those nodes are under the reservation."""
+
+    pool: GatePool
+    nodes: list[int]
+    price: float
+    guarded: bool
+
+    def take(self, need: Need, res: Reservation | None) -> tuple[NodeAllocation, ...]:
+        """Charge the pool (and the reservation, if guarded) with the job's shares."""
+        shares = tuple(self.pool.take(i, need) for i in self.nodes)
+        if self.guarded and res is not None:
+            for i in self.nodes:
+                res.charge(i, need)
+        return shares
+
+
+def cheapest_now(
+    pools: Iterable[GatePool],
+    need: Need,
+    count: int,
+    res: Reservation | None,
+    ends_in_time: bool,
+    top: float | None = None,
+) -> Choice | None:
+    """The gate where a job of ``count`` × ``need`` costs least per hour if it starts now
+    (ties: the first pool), at most ``top`` an hour; None if none has room. On the reserved
+    gate, a job that would not end before the reservation starts may use only what the
+    reserved job leaves spare (the EASY rule)."""
+    best: Choice | None = None
+    for pool in pools:
+        guarded = res is not None and not ends_in_time and res.gate == pool.gate
+        admit = (lambda i: res.admits(i, need)) if guarded and res is not None else None
+        chosen = pool.find_cheapest(need, count, admit)
+        if chosen is None:
+            continue
+        price = sum(pool.cost(i, need) for i in chosen)
+        if (top is None or price <= top) and (best is None or price < best.price):
+            best = Choice(pool, chosen, price, guarded)
+            if price == 0:
+                break  # nothing is cheaper than free
+    return best

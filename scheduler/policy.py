@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from scheduler.advice import NO_ADVICE, Advice
-from scheduler.backfill import Release, Reservation, reserve
+from scheduler.backfill import Release, Reservation, cheapest_now, reserve
 from scheduler.budgets import Remaining
 from scheduler.capacity import GatePool, Need
 from scheduler.dependencies import Readiness, open_dependencies, readiness
@@ -272,34 +272,19 @@ class Pass:
         key = (where, spec.nodes, need, top, res is not None, ends_in_time)
         if key in self.failed:
             return None  # free capacity only shrinks during a pass
-        best: tuple[float, GatePool, list[int], bool] | None = None
-        for pool in pools:  # every gate where it starts now; the cheapest wins, then by name
-            guarded = res is not None and not ends_in_time and res.gate == pool.gate
-            admit = (lambda i: res.admits(i, need)) if guarded and res is not None else None
-            chosen = pool.find_cheapest(need, spec.nodes, admit)
-            if chosen is None:
-                continue
-            price = sum(pool.cost(i, need) for i in chosen)
-            if (top is None or price <= top) and (best is None or price < best[0]):
-                best = (price, pool, chosen, guarded)
-                if price == 0:
-                    break  # nothing is cheaper than free
+        best = cheapest_now(pools, need, spec.nodes, res, ends_in_time, top)
         if best is None:
             self.failed.add(key)
             return None
-        price, pool, chosen, guarded = best
         account = spec.account or job.owner
-        cost = estimated_cost(spec, price)
+        cost = estimated_cost(spec, best.price)
         refused = self.budgets.refusal(job.owner, account, cost)
         if refused is not None:
             return Waiting(PendingReason.BUDGET, refused)
         self.budgets.charge(job.owner, account, cost)
-        shares = tuple(pool.take(i, need) for i in chosen)
-        if guarded and res is not None:
-            for i in chosen:
-                res.charge(i, need)
-        self.releases.append(Release(end, pool.gate, shares))
-        allocation = Allocation(gate=pool.gate, nodes=shares)
+        shares = best.take(need, res)
+        self.releases.append(Release(end, best.pool.gate, shares))
+        allocation = Allocation(gate=best.pool.gate, nodes=shares)
         return Placement(job_id=job.job_id, attempt=job.attempt, allocation=allocation)
 
 

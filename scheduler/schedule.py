@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scheduler.advice import Planned, Score
-from scheduler.backfill import Release, Reservation, reserve
+from scheduler.backfill import Release, Reservation, cheapest_now, reserve
 from scheduler.capacity import GatePool, Need
 from scheduler.window import Instance, WindowJob, could_hold
 from schemas.ids import GateName, JobId
@@ -187,41 +187,17 @@ class _Simulation:
         key = (gate, spec.nodes, need, spec.max_price_per_hour, res is not None, ends_in_time)
         if key in failed:
             return None
-        found = self._cheapest(job, gates, res, ends_in_time)
+        pools = [self.pools[g] for g in gates]
+        found = cheapest_now(pools, need, spec.nodes, res, ends_in_time, spec.max_price_per_hour)
         if found is None:
             failed.add(key)
             return None
-        pool, chosen, price, guarded = found
-        shares = tuple(pool.take(i, need) for i in chosen)
-        if guarded and res is not None:
-            for i in chosen:
-                res.charge(i, need)
-        self._hold(Release(end, pool.gate, shares))
-        return Start(now, pool.gate, shares, price * job.duration_s / 3600)
+        shares = found.take(need, res)
+        self._hold(Release(end, found.pool.gate, shares))
+        return Start(now, found.pool.gate, shares, found.price * job.duration_s / 3600)
 
     def _gates_for(self, job: WindowJob, gates: list[GateName]) -> list[GateName]:
         planned = self.plan.get(job.job_id)
         if planned is None:
             return gates
         return [planned.gate] if planned.gate in gates else gates  # its gate is gone: no pin
-
-    def _cheapest(
-        self, job: WindowJob, gates: list[GateName], res: Reservation | None, ends_in_time: bool
-    ) -> tuple[GatePool, list[int], float, bool] | None:
-        """The gate where ``job`` costs least per hour now, with its nodes there, the price
-        and whether the reservation guards them."""
-        need, top = job.need, job.spec.max_price_per_hour
-        best: tuple[GatePool, list[int], float, bool] | None = None
-        for gate in gates:
-            pool = self.pools[gate]
-            guarded = res is not None and not ends_in_time and res.gate == gate
-            admit = (lambda i: res.admits(i, need)) if guarded and res is not None else None
-            chosen = pool.find_cheapest(need, job.spec.nodes, admit)
-            if chosen is None:
-                continue
-            price = sum(pool.cost(i, need) for i in chosen)
-            if (top is None or price <= top) and (best is None or price < best[2]):
-                best = (pool, chosen, price, guarded)
-                if price == 0:
-                    break  # nothing is cheaper than free
-        return best
