@@ -154,6 +154,18 @@ class GatePool:
         node.cpus = cpus
 
 
+def could_hold(pool: GatePool, spec: JobSpec) -> bool:
+    """Whether the greedy pass counts ``pool``'s gate as one that could ever hold a job of
+    ``spec``: the gate it names (if any), enough nodes that could hold it when empty, and
+    its maximum price (if any) at least the gate's lowest price for it."""
+    need, top = Need.of(spec), spec.max_price_per_hour
+    return (
+        spec.gate in (None, pool.gate)
+        and pool.capable(need) >= spec.nodes
+        and (top is None or pool.levels(need)[0] * spec.nodes <= top)
+    )
+
+
 MAX_COST_LEVELS = 16
 
 

@@ -36,7 +36,7 @@ from typing import Protocol
 from scheduler.advice import NO_ADVICE, Advice
 from scheduler.backfill import Release, Reservation, cheapest_now, reserve
 from scheduler.budgets import Remaining
-from scheduler.capacity import GatePool, Need
+from scheduler.capacity import GatePool, Need, could_hold
 from scheduler.dependencies import Readiness, open_dependencies, readiness
 from scheduler.priority import Ranking, Weights, fair_factors
 from scheduler.view import PendingJob, View
@@ -247,16 +247,7 @@ class Pass:
         key = (spec.gate, spec.nodes, Need.of(spec), spec.max_price_per_hour)
         pools = self.capable.get(key)
         if pools is None:
-            candidates = [self.pools[spec.gate]] if spec.gate in self.pools else []
-            if spec.gate is None:
-                candidates = list(self.pools.values())
-            need, top = key[2], spec.max_price_per_hour
-            pools = [
-                p
-                for p in candidates
-                if p.capable(need) >= spec.nodes
-                and (top is None or p.levels(need)[0] * spec.nodes <= top)
-            ]
+            pools = [p for p in self.pools.values() if could_hold(p, spec)]
             self.capable[key] = pools
         return pools
 

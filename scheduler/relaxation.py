@@ -22,9 +22,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from scheduler.capacity import GatePool, Need
+from scheduler.capacity import GatePool, Need, could_hold
 from scheduler.schedule import ObjectiveWeights, Schedule
-from scheduler.window import Instance, WindowJob, could_hold
+from scheduler.window import Instance, WindowJob
 from schemas.ids import GateName, JobId
 from schemas.jobs import NodeShape, node_share
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from scheduler.advice import Planned, Score
 from scheduler.backfill import Release, Reservation, cheapest_now, reserve
-from scheduler.capacity import GatePool, Need
-from scheduler.window import Instance, WindowJob, could_hold
+from scheduler.capacity import GatePool, Need, could_hold
+from scheduler.window import Instance, WindowJob
 from schemas.ids import GateName, JobId
 from schemas.jobs import NodeAllocation
 

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from scheduler.backfill import Release
-from scheduler.capacity import GatePool, Need
+from scheduler.capacity import GatePool, Need, could_hold
 from scheduler.dependencies import Readiness, readiness
 from scheduler.policy import DEFAULT_POLICY, Policy, Waiting, queue
 from scheduler.view import PendingJob, View
@@ -137,15 +137,3 @@ def _placeable(
             capable[key] = any(could_hold(pool, spec) for pool in pools)
         if capable[key]:
             yield job
-
-
-def could_hold(pool: GatePool, spec: JobSpec) -> bool:
-    """Whether the greedy pass counts ``pool``'s gate as one that could ever hold a job of
-    ``spec``: the gate it names (if any), enough nodes that could hold it when empty, and
-    its maximum price (if any) at least the gate's lowest price for it."""
-    need, top = Need.of(spec), spec.max_price_per_hour
-    return (
-        spec.gate in (None, pool.gate)
-        and pool.capable(need) >= spec.nodes
-        and (top is None or pool.levels(need)[0] * spec.nodes <= top)
-    )
